@@ -1,0 +1,3 @@
+"""demandsense: streaming demand sensing for retail."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,241 @@
+"""Validation: a decoded dict becomes a typed event, or a :class:`ValidationError` saying why not.
+
+:func:`read_event` is the one door into the flow: bytes in, an event or a dead letter out.
+It never raises on bad input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from demandsense.errors import DecodeError, ValidationError
+from demandsense.serde import Codec
+from operators.events import (
+    CHANNELS,
+    COUNT_TYPES,
+    INVENTORY_TYPES,
+    DeadLetter,
+    Event,
+    InventoryEvent,
+    ItemParams,
+    Origin,
+    Sale,
+)
+
+MIN_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_AHEAD_MS = 24 * 3_600_000  # a day ahead of the wall clock
+MAX_TEXT = 256  # ids, store and SKU codes
+POSITIVE_DELTAS = frozenset({"RECEIPT", "TRANSFER_IN", "RETURN", "RESERVATION", "RESERVATION_RELEASE"})
+NEGATIVE_DELTAS = frozenset({"SHRINK", "TRANSFER_OUT"})
+
+
+def parse_time(value: Any, now_ms: int, field: str = "event_time") -> int:
+    """Epoch milliseconds from an ISO-8601 string or epoch-ms number, checked for plausibility."""
+    if isinstance(value, bool) or value is None:
+        raise ValidationError("bad_time", f"{field} is {value!r}, not a time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValidationError("bad_time", f"{field} {value!r} is not a finite number")
+        ms = int(value)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        except ValueError as exc:
+            raise ValidationError("bad_time", f"{field} {value[:40]!r} is not ISO-8601") from exc
+        if dt.tzinfo is None:
+            raise ValidationError("bad_time", f"{field} {value[:40]!r} has no time zone; send UTC ('Z')")
+        ms = int(dt.timestamp() * 1000)
+    else:
+        raise ValidationError("bad_time", f"{field} is a {type(value).__name__}, not a time")
+    if ms < MIN_TIME_MS:
+        raise ValidationError("implausible_time", f"{field} {ms} is before 2000-01-01")
+    if ms > now_ms + MAX_AHEAD_MS:
+        raise ValidationError("implausible_time", f"{field} is more than a day ahead of the wall clock")
+    return ms
+
+
+def _text(d: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    v = d.get(name)
+    if v is None:
+        if required:
+            raise ValidationError("missing_field", f"required field {name!r} is missing")
+        return None
+    if not isinstance(v, str):
+        raise ValidationError("wrong_type", f"{name} is a {type(v).__name__}, expected a string")
+    if required and not v:
+        raise ValidationError("missing_field", f"{name} is empty")
+    if len(v) > MAX_TEXT:
+        raise ValidationError("too_long", f"{name} has {len(v)} characters, over the limit of {MAX_TEXT}")
+    return v
+
+
+def _int(d: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    v = d.get(name)
+    if v is None:
+        if required:
+            raise ValidationError("missing_field", f"required field {name!r} is missing")
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        raise ValidationError("wrong_type", f"{name} is {v!r}, expected a whole number")
+    if abs(v) > 2**31 - 1:
+        raise ValidationError("out_of_range", f"{name} {v} does not fit a 32-bit int")
+    return v
+
+
+def _float(d: dict[str, Any], name: str, *, required: bool = True) -> float | None:
+    v = d.get(name)
+    if v is None:
+        if required:
+            raise ValidationError("missing_field", f"required field {name!r} is missing")
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValidationError("wrong_type", f"{name} is {v!r}, expected a number")
+    if not math.isfinite(v):
+        raise ValidationError("bad_value", f"{name} is {v}, expected a finite number")
+    return float(v)
+
+
+def to_sale(d: dict[str, Any], now_ms: int, max_quantity: int | None = None, origin: Origin | None = None) -> Sale:
+    """A :class:`Sale` from a decoded dict, or :class:`ValidationError`."""
+    channel = _text(d, "channel")
+    if channel not in CHANNELS:
+        raise ValidationError("unknown_enum", f"channel {channel!r} is not one of {', '.join(CHANNELS)}")
+    quantity = _int(d, "quantity")
+    assert quantity is not None
+    if quantity <= 0:
+        raise ValidationError("negative_quantity", f"sale quantity is {quantity}; must be above 0")
+    if max_quantity is not None and quantity > max_quantity:
+        raise ValidationError("too_large", f"sale quantity {quantity} is over the policy limit {max_quantity}")
+    price = _float(d, "unit_price")
+    assert price is not None
+    if price < 0:
+        raise ValidationError("negative_price", f"unit_price is {price}; must be 0 or more")
+    return Sale(
+        event_id=_text(d, "event_id"),  # type: ignore[arg-type]
+        event_time=parse_time(d.get("event_time"), now_ms),
+        store_id=_text(d, "store_id"),  # type: ignore[arg-type]
+        sku=_text(d, "sku"),  # type: ignore[arg-type]
+        channel=channel,
+        quantity=quantity,
+        unit_price=price,
+        promo_id=_text(d, "promo_id", required=False),
+        origin=origin,
+    )
+
+
+def to_inventory(
+    d: dict[str, Any], now_ms: int, max_quantity: int | None = None, origin: Origin | None = None
+) -> InventoryEvent:
+    """An :class:`InventoryEvent` from a decoded dict, or :class:`ValidationError`.
+
+    Counts (SNAPSHOT, CYCLE_COUNT, SHELF_SCAN) need ``on_hand >= 0``. Deltas carry a signed
+    ``quantity``: RECEIPT, TRANSFER_IN, RETURN and the reservations are 0 or more, SHRINK and
+    TRANSFER_OUT 0 or less, ADJUSTMENT either.
+    """
+    event_type = _text(d, "event_type")
+    if event_type not in INVENTORY_TYPES:
+        raise ValidationError("unknown_enum", f"event_type {event_type!r} is not one of {', '.join(INVENTORY_TYPES)}")
+    quantity = _int(d, "quantity", required=event_type not in COUNT_TYPES) or 0
+    on_hand = _int(d, "on_hand", required=event_type in COUNT_TYPES)
+    in_transit = _int(d, "in_transit", required=False)
+    if on_hand is not None and on_hand < 0:
+        raise ValidationError("negative_quantity", f"on_hand is {on_hand}; a count cannot be negative")
+    if in_transit is not None and in_transit < 0:
+        raise ValidationError("negative_quantity", f"in_transit is {in_transit}; must be 0 or more")
+    if event_type in POSITIVE_DELTAS and quantity < 0:
+        raise ValidationError("bad_sign", f"{event_type} quantity is {quantity}; must be 0 or more")
+    if event_type in NEGATIVE_DELTAS and quantity > 0:
+        raise ValidationError("bad_sign", f"{event_type} quantity is {quantity}; must be 0 or less")
+    if max_quantity is not None and max(abs(quantity), on_hand or 0) > max_quantity:
+        raise ValidationError("too_large", f"quantity over the policy limit {max_quantity}")
+    return InventoryEvent(
+        event_id=_text(d, "event_id"),  # type: ignore[arg-type]
+        event_time=parse_time(d.get("event_time"), now_ms),
+        store_id=_text(d, "store_id"),  # type: ignore[arg-type]
+        sku=_text(d, "sku"),  # type: ignore[arg-type]
+        event_type=event_type,
+        quantity=quantity,
+        on_hand=on_hand,
+        in_transit=in_transit,
+        origin=origin,
+    )
+
+
+def to_item_params(
+    d: dict[str, Any], now_ms: int, max_quantity: int | None = None, origin: Origin | None = None
+) -> ItemParams:
+    """:class:`ItemParams` from a decoded dict, or :class:`ValidationError`."""
+    service_level = _float(d, "service_level", required=False)
+    if service_level is not None and not 0 < service_level < 1:
+        raise ValidationError("out_of_range", f"service_level {service_level} must be between 0 and 1")
+    numbers = {n: _float(d, n, required=False) for n in ("unit_price", "unit_cost", "lead_time_hours")}
+    ints = {n: _int(d, n, required=False) for n in ("pack_size", "min_qty", "max_qty")}
+    for name, v in (numbers | ints).items():
+        if v is not None and v < 0:
+            raise ValidationError("negative_quantity", f"{name} is {v}; must be 0 or more")
+    if ints["pack_size"] == 0:
+        raise ValidationError("out_of_range", "pack_size is 0; must be 1 or more")
+    return ItemParams(
+        store_id=_text(d, "store_id"),  # type: ignore[arg-type]
+        sku=_text(d, "sku"),  # type: ignore[arg-type]
+        service_level=service_level,
+        category=_text(d, "category", required=False),
+        **numbers,  # type: ignore[arg-type]
+        **ints,  # type: ignore[arg-type]
+    )
+
+
+VALIDATORS: dict[str, Callable[[dict[str, Any], int, int | None, Origin | None], Event]] = {
+    "Sale": to_sale,
+    "InventoryEvent": to_inventory,
+    "ItemParams": to_item_params,
+}
+
+
+def read_event(
+    kind: str,
+    value: bytes | None,
+    codec: Codec,
+    origin: Origin,
+    *,
+    key: bytes | None = None,
+    now_ms: int,
+    max_quantity: int | None = None,
+    max_bytes: int = 1_000_000,
+) -> Event | DeadLetter:
+    """Decode and validate one record of ``kind``; bad input becomes a :class:`DeadLetter`."""
+    raw = value or b""
+    key_text = key.decode("utf-8", "replace") if key is not None else None
+
+    def dead(stage: str, reason: str, error: str) -> DeadLetter:
+        where = f"{origin.source}[{origin.partition}]@{origin.offset}"
+        return DeadLetter(
+            origin.source,
+            origin.partition,
+            origin.offset,
+            key_text,
+            raw[:max_bytes],
+            f"{kind} {where}: {error}",
+            stage,
+            reason,
+        )
+
+    if value is None:
+        return dead("decode", "empty", "empty message (tombstone) where a record was expected")
+    if len(value) > max_bytes:
+        return dead("decode", "too_large", f"{len(value)} bytes is over the limit of {max_bytes}")
+    try:
+        record = codec.decode(value)
+    except DecodeError as exc:
+        return dead("decode", exc.reason, str(exc))
+    try:
+        return VALIDATORS[kind](record, now_ms, max_quantity, origin)
+    except ValidationError as exc:
+        return dead("validate", exc.reason, str(exc))
+    except Exception as exc:  # a validator bug must not stop the flow; it is reported
+        return dead("validate", "invalid", f"unexpected {exc!r}"[:300])

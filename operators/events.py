@@ -1,0 +1,141 @@
+"""Typed records that flow through demandsense. Times are epoch milliseconds (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CHANNELS = ("STORE", "ONLINE", "PICKUP", "MARKETPLACE")
+COUNT_TYPES = ("SNAPSHOT", "CYCLE_COUNT", "SHELF_SCAN")
+DELTA_TYPES = (
+    "RECEIPT",
+    "TRANSFER_IN",
+    "TRANSFER_OUT",
+    "ADJUSTMENT",
+    "SHRINK",
+    "RETURN",
+    "RESERVATION",
+    "RESERVATION_RELEASE",
+)
+INVENTORY_TYPES = COUNT_TYPES + DELTA_TYPES
+ALERT_TYPES = ("DEMAND_SPIKE", "DEMAND_DROP", "STOCKOUT_RISK", "OUT_OF_STOCK", "PHANTOM_INVENTORY")
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record was read: topic (or file), partition (-1 for files), offset (or line)."""
+
+    source: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """Units of one SKU sold in one store in one transaction."""
+
+    event_id: str
+    event_time: int
+    store_id: str
+    sku: str
+    channel: str
+    quantity: int
+    unit_price: float
+    promo_id: str | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryEvent:
+    """A count of (``on_hand``) or a signed change to (``quantity``) the stock of one item."""
+
+    event_id: str
+    event_time: int
+    store_id: str
+    sku: str
+    event_type: str
+    quantity: int
+    on_hand: int | None = None
+    in_transit: int | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemParams:
+    """Master data of one item; ``None`` fields take the policy's defaults."""
+
+    store_id: str
+    sku: str
+    unit_price: float | None = None
+    unit_cost: float | None = None
+    lead_time_hours: float | None = None
+    service_level: float | None = None
+    pack_size: int | None = None
+    min_qty: int | None = None
+    max_qty: int | None = None
+    category: str | None = None
+
+
+Event = Sale | InventoryEvent | ItemParams
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A prioritised alert, as published on the alerts topic (see ``avro/Alert.avsc``)."""
+
+    alert_id: str
+    alert_type: str
+    status: str
+    store_id: str
+    sku: str
+    event_time: int
+    priority: int
+    severity: str
+    expected_rate: float
+    observed_rate: float
+    confidence: float
+    hours_to_stockout: float | None
+    revenue_at_risk: float | None
+    reason: str
+    model_version: str
+    evidence: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A governed order proposal (see ``avro/ReplenishmentTrigger.avsc``)."""
+
+    trigger_id: str
+    store_id: str
+    sku: str
+    event_time: int
+    order_quantity: int
+    inventory_position: int
+    reorder_point: float
+    order_up_to: float
+    lead_time_hours: float
+    demand_rate_per_hour: float
+    approval: str
+    approval_reason: str
+    policy: str
+    model_version: str
+    fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input record that could not be used, and why (see ``avro/DeadLetter.avsc``)."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    raw: bytes
+    error: str
+    stage: str
+    reason: str
+
+
+def key_on(store_id: str, sku: str) -> str:
+    """The contract key of an item: ``"store_id:sku"``."""
+    return f"{store_id}:{sku}"
