@@ -1,0 +1,351 @@
+"""Per-item state and its transitions: the online demand model, detectors and inventory position.
+
+One :class:`ItemState` per SKU-store, about 20 numbers. The expected rate is a decayed
+transactions-per-profile-hour estimate shrunk towards the store's average item (sparse items
+borrow strength), times the store's hour-of-week profile, times a promotion's lift. Time moves
+by :meth:`ItemState.advance`; events and ticks arrive in event-time order.
+
+Discard rule: an item with no event for ``Detection.idle_hours`` sheds its hourly detail; the
+store drops it entirely once it is idle, holds no stock and has no open alert.
+"""
+
+from __future__ import annotations
+
+import math
+
+from operators.alerting import Condition, Episode
+from operators.detectors import confidence, cusum_down_quiet, cusum_on_event, cusum_up_quiet, demand_tail
+from operators.events import COUNT_TYPES, HOUR_MS, InventoryEvent, ItemParams, Sale
+from operators.policy import Detection, ItemDefaults
+from operators.profile import StoreProfile
+
+PROMO_MS = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
+SPARK_HOURS = 24
+
+
+class ItemState:
+    """Learned and operational state of one SKU in one store."""
+
+    __slots__ = (
+        "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
+        "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
+        "hour0", "hourly", "episodes",
+    )  # fmt: skip
+
+    def __init__(self, t: int) -> None:
+        self.t = t  # event time the model has been advanced to
+        self.x = 0.0  # decayed transactions (promotion-adjusted)
+        self.p = 0.0  # decayed exposure, in profile-hours
+        self.units = 0.0  # decayed units, for the basket size
+        self.n_sales = 0
+        self.s_up = 0.0  # spike CUSUM
+        self.s_dn = 0.0  # drop CUSUM
+        self.quiet = 0.0  # expected transactions since the last sale (zero run)
+        self.on_hand: int | None = None  # book stock; None until counted
+        self.in_transit = 0
+        self.reserved = 0
+        self.on_order = 0  # ordered by our own triggers, not yet received
+        self.ordered_at: int | None = None
+        self.counted_at: int | None = None
+        self.last_sale: int | None = None
+        self.last_event = t
+        self.promo: str | None = None
+        self.promo_until = 0
+        self.hour0: int | None = None  # start of the newest hourly bucket
+        self.hourly: list[int] | None = None  # units per hour, oldest first, at most SPARK_HOURS
+        self.episodes: dict[str, Episode] | None = None
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+    # -- the demand model -------------------------------------------------------------------
+    def base_rate(self, prior: float, det: Detection) -> float:
+        """Transactions per profile-hour, shrunk towards ``prior`` (the store's average item)."""
+        w = det.prior_weight_hours
+        return (self.x + w * prior) / (self.p + w)
+
+    def basket(self) -> float:
+        """Mean units per transaction."""
+        return self.units / self.x if self.x > 0 else 1.0
+
+    def lift(self, t: int, det: Detection) -> float:
+        """Expected lift of a running promotion, else 1."""
+        return det.promo_lift if self.promo is not None and t < self.promo_until else 1.0
+
+    def out_of_stock(self) -> bool:
+        """Book stock known and nothing available."""
+        return self.on_hand is not None and self.on_hand - self.reserved <= 0
+
+    def advance(self, t: int, profile: StoreProfile, prior: float, det: Detection, warm: bool = True) -> None:
+        """Move to ``t``: the quiet stretch adds exposure, decays memory, moves the CUSUMs.
+
+        Until the store is ``warm`` the item only learns its rate; evidence starts after.
+        """
+        if t <= self.t:
+            return
+        e = profile.exposure(self.t, t)
+        self.t = t
+        if e <= 0 or self.out_of_stock():  # closed hours and empty shelves say nothing of demand
+            return
+        if warm:
+            expected = self.base_rate(prior, det) * self.lift(t, det) * e
+            self.s_up = cusum_up_quiet(self.s_up, expected, det.spike_ratio)
+            self.s_dn = min(cusum_down_quiet(self.s_dn, expected, det.drop_ratio), 2 * det.drop_threshold)
+            self.quiet += expected
+        decay = math.exp(-e / det.memory_hours)
+        self.x *= decay
+        self.units *= decay
+        self.p = self.p * decay + e
+
+    # -- events ------------------------------------------------------------------------------
+    def on_sale(self, sale: Sale, profile: StoreProfile, prior: float, det: Detection, warm: bool = True) -> None:
+        """Learn from one sale line; it also leaves the shelf."""
+        t = sale.event_time
+        self.advance(t, profile, prior, det, warm)
+        if sale.promo_id is not None:
+            self.promo, self.promo_until = sale.promo_id, t + PROMO_MS
+        lift = self.lift(t, det)
+        self.x += 1.0 / lift
+        self.units += sale.quantity / lift
+        self.n_sales += 1
+        if warm:
+            self.s_up = min(cusum_on_event(self.s_up, det.spike_ratio), 2 * det.spike_threshold)
+            self.s_dn = cusum_on_event(self.s_dn, det.drop_ratio)
+        self.quiet = 0.0
+        self.last_sale = self.last_event = t
+        if self.on_hand is not None:
+            # selling from an empty book proves the book wrong: stock is unknown until counted
+            self.on_hand = self.on_hand - sale.quantity if self.on_hand > 0 else None
+            if self.on_hand is not None and self.on_hand < 0:
+                self.on_hand = 0
+        self._add_units(t, sale.quantity)
+
+    def on_inventory(
+        self, ev: InventoryEvent, profile: StoreProfile, prior: float, det: Detection, warm: bool = True
+    ) -> None:
+        """Apply a count or a delta to the book stock."""
+        self.advance(ev.event_time, profile, prior, det, warm)
+        self.last_event = ev.event_time
+        was_out = self.on_hand is None or self.on_hand <= 0
+        kind, q = ev.event_type, ev.quantity
+        if kind in COUNT_TYPES:
+            self.on_hand = ev.on_hand
+            self.counted_at = ev.event_time
+            if kind != "SNAPSHOT":  # a person looked at the shelf: a silent run starts again
+                self.quiet = 0.0
+        elif kind == "RESERVATION":
+            self.reserved += q
+        elif kind == "RESERVATION_RELEASE":
+            self.reserved = max(0, self.reserved - q)
+        elif self.on_hand is not None:
+            self.on_hand = max(0, self.on_hand + q)
+        if kind in ("RECEIPT", "TRANSFER_IN"):
+            self.in_transit = max(0, self.in_transit - q)
+            self.on_order = max(0, self.on_order - q)
+        if ev.in_transit is not None:
+            self.in_transit = ev.in_transit
+        if was_out and self.on_hand is not None and self.on_hand > 0:
+            self.quiet = 0.0
+
+    def _add_units(self, t: int, units: int) -> None:
+        hour = t - t % HOUR_MS
+        if self.hour0 is None or self.hourly is None:
+            self.hour0, self.hourly = hour, [units]
+            return
+        if hour > self.hour0:
+            gap = min((hour - self.hour0) // HOUR_MS, SPARK_HOURS)
+            self.hourly.extend([0] * gap)
+            del self.hourly[:-SPARK_HOURS]
+            self.hour0 = hour
+        self.hourly[-1] += units
+
+    def recent_units(self, t: int) -> float:
+        """Units sold in the trailing hour before ``t`` (interpolating the previous bucket)."""
+        if self.hour0 is None or self.hourly is None:
+            return 0.0
+        hour = t - t % HOUR_MS
+        frac = (t - hour) / HOUR_MS
+        if hour == self.hour0:
+            prev = self.hourly[-2] if len(self.hourly) > 1 else 0
+            return self.hourly[-1] + prev * (1 - frac)
+        if hour == self.hour0 + HOUR_MS:
+            return self.hourly[-1] * (1 - frac)
+        return 0.0
+
+    def shed_detail(self) -> None:
+        """Drop the hourly detail of an idle item (the model stays)."""
+        self.hour0 = self.hourly = None
+
+    # -- positions ----------------------------------------------------------------------------
+    def position(self) -> int | None:
+        """On hand plus confirmed in transit minus reserved; None while stock is unknown."""
+        return None if self.on_hand is None else self.on_hand + self.in_transit - self.reserved
+
+    def expected_units(self, t0: int, hours: float, profile: StoreProfile, prior: float, det: Detection) -> float:
+        """Expected units over ``hours`` from ``t0`` (no promotion assumed ahead)."""
+        e = profile.exposure(t0, t0 + int(hours * HOUR_MS))
+        return self.base_rate(prior, det) * self.basket() * e
+
+    def hours_until(self, units: float, t0: int, profile: StoreProfile, prior: float, det: Detection) -> float | None:
+        """Hours from ``t0`` until expected sales reach ``units`` (None beyond two weeks)."""
+        per_profile_hour = self.base_rate(prior, det) * self.basket()
+        if per_profile_hour <= 0:
+            return None
+        need, t = units / per_profile_hour, t0
+        for _ in range(336):
+            step = profile.exposure(t, t + HOUR_MS)
+            if step >= need:
+                return (t - t0) / HOUR_MS + need / step
+            need -= step
+            t += HOUR_MS
+        return None
+
+    def variance_ratio(self) -> float:
+        """Variance over mean of unit demand: compound Poisson baskets, plus over-dispersion."""
+        return 1.25 * max(1.0, 2.0 * self.basket() - 1.0)
+
+    # -- detectors ----------------------------------------------------------------------------
+    def conditions(
+        self,
+        t: int,
+        profile: StoreProfile,
+        prior: float,
+        params: ItemParams | None,
+        d: ItemDefaults,
+        det: Detection,
+        warm: bool = True,
+    ) -> list[Condition]:
+        """What each detector sees at ``t`` (after :meth:`advance` to ``t``).
+
+        ``warm`` says the store has been seen long enough for its profile to mean something;
+        until then only the stock-based OUT_OF_STOCK can hold.
+        """
+        price = (params.unit_price if params and params.unit_price is not None else None) or d.unit_price
+        lead = (params.lead_time_hours if params and params.lead_time_hours is not None else None) or d.lead_time_hours
+        ep = self.episodes or {}
+
+        def is_open(kind: str) -> bool:
+            return kind in ep and ep[kind].open
+
+        lift = self.lift(t, det)
+        basket = self.basket()
+        base = self.base_rate(prior, det)
+        exp_rate = base * profile.intensity(t) * lift * basket  # units per hour, now
+        obs_rate = self.recent_units(t)
+        day_rate = self.expected_units(t, 24, profile, prior, det) / 24  # units per hour, next day
+        armed = warm and self.n_sales >= det.min_history_sales
+        out: list[Condition] = []
+
+        # DEMAND_SPIKE
+        spike = (
+            warm
+            and self.p >= det.prior_weight_hours
+            and (self.s_up >= det.spike_threshold or (is_open("DEMAND_SPIKE") and self.s_up > 0))
+        )
+        promo = (
+            f" during promotion {self.promo}, {obs_rate / max(exp_rate, 1e-9):.1f}x its expected lift"
+            if lift > 1
+            else ""
+        )
+        out.append(
+            Condition(
+                "DEMAND_SPIKE",
+                spike,
+                confidence(self.s_up, det.prior_change_odds),
+                exp_rate,
+                obs_rate,
+                revenue_at_risk=max(obs_rate - exp_rate, 0.0) * lead * price,
+                reason=f"Selling {obs_rate:.1f} units/h against {exp_rate:.1f} expected{promo}: "
+                f"more than chance explains (evidence {self.s_up:.1f} > {det.spike_threshold:g}).",
+                evidence=(("cusum", self.s_up), ("threshold", det.spike_threshold), ("promo_lift", lift)),
+            )
+        )
+        # PHANTOM_INVENTORY
+        book = self.on_hand or 0
+        phantom = (
+            armed
+            and book - self.reserved > 0
+            and (self.quiet >= det.phantom_threshold or (is_open("PHANTOM_INVENTORY") and self.quiet > 0))
+        )
+        silent_h = (t - self.last_sale) / HOUR_MS if self.last_sale is not None else 0.0
+        out.append(
+            Condition(
+                "PHANTOM_INVENTORY",
+                phantom,
+                confidence(self.quiet, det.prior_change_odds),
+                exp_rate,
+                obs_rate,
+                revenue_at_risk=day_rate * lead * price,
+                reason=f"No sale for {silent_h:.1f} h while {self.quiet:.1f} were expected and the books show "
+                f"{book} on hand: count the shelf.",
+                evidence=(("expected_sales_in_run", self.quiet), ("p_value", math.exp(-self.quiet)), ("on_hand", book)),
+            )
+        )
+        # DEMAND_DROP (a silent run with stock is phantom inventory; an empty shelf is a stockout)
+        drop = (
+            armed
+            and not phantom
+            and not self.out_of_stock()
+            and (self.s_dn >= det.drop_threshold or (is_open("DEMAND_DROP") and self.s_dn > 0))
+        )
+        out.append(
+            Condition(
+                "DEMAND_DROP",
+                drop,
+                confidence(self.s_dn, det.prior_change_odds),
+                exp_rate,
+                obs_rate,
+                revenue_at_risk=max(day_rate - obs_rate, 0.0) * 24 * price,
+                reason=f"Selling {obs_rate:.1f} units/h against {exp_rate:.1f} expected at this hour: demand has "
+                f"fallen well below normal (evidence {self.s_dn:.1f} > {det.drop_threshold:g}).",
+                evidence=(("cusum", self.s_dn), ("threshold", det.drop_threshold)),
+            )
+        )
+        # OUT_OF_STOCK and STOCKOUT_RISK
+        pos = self.position()
+        if pos is None:
+            return out
+        avail = self.on_hand - self.reserved if self.on_hand is not None else 0
+        oos = self.out_of_stock() and self.n_sales > 0 and day_rate > 0
+        out.append(
+            Condition(
+                "OUT_OF_STOCK",
+                oos,
+                0.95,
+                exp_rate,
+                obs_rate,
+                hours_to_stockout=0.0,
+                revenue_at_risk=day_rate * lead * price,
+                reason=f"Out of stock ({self.on_hand} on hand, {self.reserved} reserved) while "
+                f"{day_rate:.1f} units/h are expected.",
+                evidence=(("on_hand", float(self.on_hand or 0)), ("in_transit", float(self.in_transit))),
+            )
+        )
+        mean_l = self.expected_units(t, lead, profile, prior, det)
+        p_out = demand_tail(mean_l, self.variance_ratio() * mean_l, pos) if armed else 0.0
+        risk = (
+            armed
+            and avail > 0
+            and (p_out >= det.stockout_risk or (is_open("STOCKOUT_RISK") and p_out >= det.stockout_risk / 2))
+        )
+        hts = self.hours_until(avail, t, profile, prior, det) if risk else None
+        out.append(
+            Condition(
+                "STOCKOUT_RISK",
+                risk,
+                p_out,
+                exp_rate,
+                obs_rate,
+                hours_to_stockout=hts,
+                revenue_at_risk=max(mean_l - pos, day_rate) * price,
+                reason=f"{p_out:.0%} chance of running out within the {lead:g} h lead time: {pos} units in position "
+                f"against {mean_l:.1f} expected"
+                + (f"; the shelf empties in about {hts:.1f} h." if hts is not None else "."),
+                evidence=(("position", float(pos)), ("lead_time_demand", mean_l), ("p_stockout", p_out)),
+            )
+        )
+        return out

@@ -1,0 +1,106 @@
+"""Tunable parameters of detection, prioritisation and replenishment, with documented defaults.
+
+A :class:`Policy` is built from the ``[detection]``, ``[items]``, ``[governance]`` and ``[alerts]``
+tables of the policy TOML (see ``docs/policy.example.toml``); unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+MODEL_VERSION = "ds-poisson-cusum/1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """Event time, warm-up and detector settings."""
+
+    allowed_lateness_s: float = 300.0  # events this far behind the newest are reordered; later is LATE
+    tick_minutes: float = 15.0  # cadence of time-driven checks (drops, phantom, stockout) in event time
+    dedup_horizon_s: float = 3_600.0  # event ids remembered past the watermark, for duplicates
+    spike_ratio: float = 2.5  # CUSUM tuned to detect this multiple of the expected rate
+    spike_threshold: float = 9.0  # log-likelihood-ratio threshold of the spike CUSUM
+    drop_ratio: float = 0.25  # CUSUM tuned to detect a fall to this fraction of the expected rate
+    drop_threshold: float = 9.0
+    phantom_threshold: float = 7.0  # expected sales in a silent run before it is improbable (-ln p)
+    stockout_risk: float = 0.8  # probability of running out within the lead time that raises STOCKOUT_RISK
+    warmup_hours: float = 24.0  # event time a store must be seen before rate-based detectors arm
+    min_history_sales: int = 8  # sales an item must have before drop, phantom and risk detectors arm
+    prior_weight_hours: float = 24.0  # profile-hours of store/category prior in a new item's rate
+    memory_hours: float = 336.0  # profile-hours over which an item's rate forgets (about 2-3 weeks)
+    promo_lift: float = 2.0  # expected lift of a known promotion until the item's own is learned
+    prior_change_odds: float = 0.01  # prior odds of a change, turning likelihood ratios into confidence
+    idle_hours: float = 72.0  # after this long without events an item sheds its detail
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDefaults:
+    """Master data for items that have no ItemParams record."""
+
+    unit_price: float = 5.0
+    unit_cost: float = 3.0
+    lead_time_hours: float = 48.0
+    service_level: float = 0.95
+    pack_size: int = 1
+    min_qty: int = 4
+    max_qty: int = 24
+    cycle_hours: float = 72.0  # demand an order should cover beyond the lead time (review cycle)
+
+
+@dataclass(frozen=True, slots=True)
+class Governance:
+    """When a replenishment trigger is auto-approved, and when it falls back to static min-max."""
+
+    max_auto_qty: int = 500
+    max_auto_value: float = 2_500.0
+    min_history_sales: int = 20  # fewer sales than this: the model is unsure, use static min-max
+    stale_hours: float = 168.0  # inventory not counted for this long: stale, use static min-max
+
+
+@dataclass(frozen=True, slots=True)
+class Alerting:
+    """Priority scale, update and cooldown rules."""
+
+    revenue_scale: float = 250.0  # revenue at risk that gives 63% of the value part of priority
+    update_delta: int = 15  # priority change that warrants an UPDATE
+    cooldown_minutes: float = 60.0  # quiet time per key and type after RESOLVED before a new OPEN
+    min_update_minutes: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """All settings of the decision layer."""
+
+    detection: Detection = field(default_factory=Detection)
+    items: ItemDefaults = field(default_factory=ItemDefaults)
+    governance: Governance = field(default_factory=Governance)
+    alerts: Alerting = field(default_factory=Alerting)
+    max_quantity: int | None = None  # per-record quantity bound; larger records are dead letters
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        """A policy from parsed TOML; raises ``ValueError`` naming an unknown or mistyped key."""
+        sections = {"detection": Detection, "items": ItemDefaults, "governance": Governance, "alerts": Alerting}
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == "max_quantity":
+                kwargs[name] = int(value)
+                continue
+            if name not in sections:
+                raise ValueError(f"unknown policy section [{name}]; expected one of {sorted(sections)}")
+            kwargs[name] = _section(sections[name], name, value)
+        return cls(**kwargs)
+
+
+def _section(kind: type, name: str, values: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(kind)}
+    out = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"unknown policy key {name}.{key}; expected one of {sorted(known)}")
+        default = getattr(kind(), key)
+        if isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"policy key {name}.{key} must be a number, got {value!r}")
+        out[key] = type(default)(value)
+    return kind(**out)

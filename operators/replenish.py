@@ -1,0 +1,75 @@
+"""Replenishment: order-up-to with safety stock, static min-max fallback, and governance."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from operators.policy import Governance
+
+ORDER_UP_TO = "order-up-to/v1"
+STATIC_MIN_MAX = "static-min-max/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPlan:
+    """What to order and why, before governance."""
+
+    order_quantity: int
+    reorder_point: float
+    order_up_to: float
+    policy: str
+    fallback: bool
+
+
+def round_to_pack(units: float, pack_size: int) -> int:
+    """Whole packs covering ``units`` (0 when nothing is needed)."""
+    if units <= 0:
+        return 0
+    return math.ceil(units / pack_size) * pack_size
+
+
+def order_up_to(
+    position: int,
+    *,
+    rate_per_hour: float,
+    variance_ratio: float,
+    lead_time_hours: float,
+    cycle_hours: float,
+    service_level: float,
+    pack_size: int,
+) -> OrderPlan | None:
+    """Continuous review (s, S): order when the position is at or below the reorder point.
+
+    The reorder point ``s`` is lead-time demand plus safety stock ``z * sigma``; ``S`` covers the
+    lead time and one review cycle at the same service level. Demand variance is
+    ``variance_ratio`` times its mean (over-dispersed counts).
+    """
+    z = NormalDist().inv_cdf(service_level)
+    mean_l = rate_per_hour * lead_time_hours
+    mean_s = rate_per_hour * (lead_time_hours + cycle_hours)
+    s = mean_l + z * math.sqrt(variance_ratio * mean_l)
+    big_s = max(mean_s + z * math.sqrt(variance_ratio * mean_s), s + pack_size)
+    if position > s:
+        return None
+    qty = round_to_pack(big_s - position, pack_size)
+    return OrderPlan(qty, round(s, 2), round(big_s, 2), ORDER_UP_TO, False) if qty > 0 else None
+
+
+def static_min_max(position: int, *, min_qty: int, max_qty: int, pack_size: int) -> OrderPlan | None:
+    """The static rule retailers run today: at or below ``min_qty``, order up to ``max_qty``."""
+    if position > min_qty:
+        return None
+    qty = round_to_pack(max_qty - position, pack_size)
+    return OrderPlan(qty, float(min_qty), float(max_qty), STATIC_MIN_MAX, True) if qty > 0 else None
+
+
+def govern(plan: OrderPlan, unit_cost: float, rules: Governance) -> tuple[str, str]:
+    """AUTO_APPROVED within the quantity and value limits, NEEDS_REVIEW above them; with the reason."""
+    value = plan.order_quantity * unit_cost
+    if plan.order_quantity > rules.max_auto_qty:
+        return "NEEDS_REVIEW", f"{plan.order_quantity} units is over the auto-approval limit of {rules.max_auto_qty}"
+    if value > rules.max_auto_value:
+        return "NEEDS_REVIEW", f"order value {value:.2f} is over the auto-approval limit of {rules.max_auto_value:.2f}"
+    return "AUTO_APPROVED", f"{plan.order_quantity} units worth {value:.2f} is within policy limits"

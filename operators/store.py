@@ -1,0 +1,293 @@
+"""The state of one store: event-time ordering, deduplication, items, alerts and triggers.
+
+A store is the unit of keyed state: its items share one seasonal profile and one watermark.
+Events are buffered until the watermark (newest event time seen minus the allowed lateness)
+passes them, then applied in event-time order, ties broken by kind and id, so any arrival order
+within the lateness gives the same alerts. Time-driven checks (drops, phantom inventory,
+stockouts) run on a fixed event-time grid. Events behind the watermark are LATE dead letters;
+repeated ``event_id``s are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+from dataclasses import asdict, dataclass, field
+
+from operators.alerting import alert_id as make_alert_id
+from operators.alerting import priority, severity, step
+from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, ItemParams, Sale, Trigger, key_on
+from operators.item import ItemState
+from operators.policy import MODEL_VERSION, Policy
+from operators.profile import StoreProfile
+from operators.replenish import govern, order_up_to, static_min_max
+
+EVICT_AFTER_MS = 30 * 24 * HOUR_MS
+
+
+@dataclass(slots=True)
+class StoreOut:
+    """What one batch of a store produced."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
+    late: list[DeadLetter] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    applied: int = 0
+    duplicates: int = 0
+    evicted: int = 0
+
+
+class StoreState:
+    """Keyed state of one store (see the module docstring for the rules)."""
+
+    __slots__ = (
+        "store_id", "profile", "items", "params", "buffer", "first_seen", "max_seen", "next_tick", "seen", "seen_pruned"
+    )  # fmt: skip
+
+    def __init__(self, store_id: str) -> None:
+        self.store_id = store_id
+        self.profile = StoreProfile()
+        self.items: dict[str, ItemState] = {}
+        self.params: dict[str, ItemParams] = {}
+        self.buffer: list[tuple[int, int, str, Sale | InventoryEvent]] = []
+        self.first_seen: int | None = None
+        self.max_seen: int | None = None
+        self.next_tick: int | None = None
+        self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
+        self.seen_pruned = 0
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+    def on_events(self, events: list[Event], policy: Policy) -> StoreOut:
+        """Take a batch in arrival order; apply whatever the watermark now releases."""
+        out = StoreOut()
+        lateness = int(policy.detection.allowed_lateness_s * 1000)
+        for ev in events:
+            if isinstance(ev, ItemParams):
+                self.params[ev.sku] = ev
+                continue
+            if ev.event_id in self.seen:
+                out.duplicates += 1
+                continue
+            if self.max_seen is not None and ev.event_time < self.max_seen - lateness:
+                out.late.append(_late(ev, self.max_seen - lateness))
+                continue
+            self.seen[ev.event_id] = ev.event_time
+            rank = 0 if isinstance(ev, InventoryEvent) else 1
+            heapq.heappush(self.buffer, (ev.event_time, rank, ev.event_id, ev))
+            if self.max_seen is None or ev.event_time > self.max_seen:
+                self.max_seen = ev.event_time
+        if self.max_seen is not None:
+            self._release(self.max_seen - lateness, policy, out)
+            self._prune_seen(self.max_seen - lateness - int(policy.detection.dedup_horizon_s * 1000))
+        return out
+
+    def flush(self, policy: Policy) -> StoreOut:
+        """Apply everything still buffered (end of input)."""
+        out = StoreOut()
+        if self.buffer:
+            self._release(max(t for t, *_ in self.buffer), policy, out)
+        return out
+
+    # -- internals ------------------------------------------------------------------------------
+    def _release(self, upto: int, policy: Policy, out: StoreOut) -> None:
+        tick_ms = int(policy.detection.tick_minutes * 60_000)
+        while self.buffer and self.buffer[0][0] <= upto:
+            t, _, _, ev = heapq.heappop(self.buffer)
+            if self.next_tick is None:
+                self.first_seen, self.next_tick = t, (t // tick_ms + 1) * tick_ms
+            self._ticks(t, tick_ms, policy, out)
+            self._apply(ev, policy, out)
+        self._ticks(upto, tick_ms, policy, out)
+
+    def _ticks(self, upto: int, tick_ms: int, policy: Policy, out: StoreOut) -> None:
+        while self.next_tick is not None and self.next_tick <= upto:
+            t = self.next_tick
+            self.profile.advance(t)
+            prior = self.prior()
+            warm = self._warm(t, policy)
+            idle_ms = int(policy.detection.idle_hours * HOUR_MS)
+            for sku, item in list(self.items.items()):
+                if t - item.last_event > EVICT_AFTER_MS and not _open(item) and not item.on_hand:
+                    del self.items[sku]
+                    out.evicted += 1
+                    continue
+                if t - item.last_event > idle_ms and item.hourly is not None:
+                    item.shed_detail()
+                item.advance(t, self.profile, prior, policy.detection, warm)
+                self._decide(sku, item, t, policy, out)
+            self.next_tick = t + tick_ms
+
+    def _apply(self, ev: Sale | InventoryEvent, policy: Policy, out: StoreOut) -> None:
+        item = self.items.get(ev.sku)
+        if item is None:
+            item = self.items[ev.sku] = ItemState(ev.event_time)
+        prior, warm = self.prior(), self._warm(ev.event_time, policy)
+        if isinstance(ev, Sale):
+            self.profile.record_sale(ev.event_time)
+            item.on_sale(ev, self.profile, prior, policy.detection, warm)
+        else:
+            item.on_inventory(ev, self.profile, prior, policy.detection, warm)
+        out.applied += 1
+        out.changed.add(ev.sku)
+        self._decide(ev.sku, item, ev.event_time, policy, out)
+        self._replenish(ev.sku, item, ev.event_time, policy, out)
+
+    def _warm(self, t: int, policy: Policy) -> bool:
+        return self.first_seen is not None and t - self.first_seen >= policy.detection.warmup_hours * HOUR_MS
+
+    def prior(self) -> float:
+        """Transactions per hour of the store's average item: what a new item borrows."""
+        return self.profile.mean_rate() / max(1, len(self.items))
+
+    def _decide(self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut) -> None:
+        params = self.params.get(sku)
+        lead = _param(params, "lead_time_hours", policy.items.lead_time_hours)
+        warm = self._warm(t, policy)
+        conds = item.conditions(t, self.profile, self.prior(), params, policy.items, policy.detection, warm)
+        for cond in conds:
+            episodes = item.episodes or {}
+            old = episodes.get(cond.alert_type)
+            if old is None and not cond.active:
+                continue
+            prio = priority(cond, lead, policy.alerts)
+            episode, status = step(old, cond, prio, t, policy.alerts)
+            if episode is not None and episode is not old:
+                if item.episodes is None:
+                    item.episodes = {}
+                item.episodes[cond.alert_type] = episode
+            if status is None or episode is None:
+                continue
+            key = key_on(self.store_id, sku)
+            evidence = dict(cond.evidence)
+            evidence["episode_start_ms"] = float(episode.start)
+            out.alerts.append(
+                Alert(
+                    alert_id=make_alert_id(key, cond.alert_type, episode.start, status, episode.seq),
+                    alert_type=cond.alert_type,
+                    status=status,
+                    store_id=self.store_id,
+                    sku=sku,
+                    event_time=t,
+                    priority=prio if status != "RESOLVED" else episode.priority,
+                    severity=severity(prio if status != "RESOLVED" else episode.priority),
+                    expected_rate=round(cond.expected_rate, 4),
+                    observed_rate=round(cond.observed_rate, 4),
+                    confidence=round(cond.confidence, 4),
+                    hours_to_stockout=None if cond.hours_to_stockout is None else round(cond.hours_to_stockout, 2),
+                    revenue_at_risk=None if cond.revenue_at_risk is None else round(cond.revenue_at_risk, 2),
+                    reason=cond.reason if status != "RESOLVED" else f"Resolved: {_resolved(cond.alert_type)}",
+                    model_version=MODEL_VERSION,
+                    evidence=evidence,
+                )
+            )
+            out.changed.add(sku)
+
+    def _replenish(self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut) -> None:
+        pos = item.position()
+        if pos is None:
+            return
+        params, d, gov = self.params.get(sku), policy.items, policy.governance
+        lead = _param(params, "lead_time_hours", d.lead_time_hours)
+        if item.ordered_at is not None and t - item.ordered_at > 2 * lead * HOUR_MS:
+            item.on_order, item.ordered_at = 0, None  # never arrived: stop counting on it
+        position = pos + item.on_order
+        pack = int(_param(params, "pack_size", d.pack_size))
+        prior = self.prior()
+        mean_l = item.expected_units(t, lead, self.profile, prior, policy.detection)
+        stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
+        if item.n_sales < gov.min_history_sales or stale:
+            plan = static_min_max(
+                position,
+                min_qty=int(_param(params, "min_qty", d.min_qty)),
+                max_qty=int(_param(params, "max_qty", d.max_qty)),
+                pack_size=pack,
+            )
+        else:
+            plan = order_up_to(
+                position,
+                rate_per_hour=mean_l / lead,
+                variance_ratio=item.variance_ratio(),
+                lead_time_hours=lead,
+                cycle_hours=d.cycle_hours,
+                service_level=_param(params, "service_level", d.service_level),
+                pack_size=pack,
+            )
+        if plan is None:
+            return
+        approval, why = govern(plan, _param(params, "unit_cost", d.unit_cost), gov)
+        if plan.fallback:
+            why += "; static min-max used: " + ("inventory count is stale" if stale else "too little sales history")
+        key = key_on(self.store_id, sku)
+        tid = hashlib.blake2b(f"{key}|{t}|{position}|{plan.order_quantity}".encode(), digest_size=12).hexdigest()
+        out.triggers.append(
+            Trigger(
+                trigger_id=tid,
+                store_id=self.store_id,
+                sku=sku,
+                event_time=t,
+                order_quantity=plan.order_quantity,
+                inventory_position=position,
+                reorder_point=plan.reorder_point,
+                order_up_to=plan.order_up_to,
+                lead_time_hours=lead,
+                demand_rate_per_hour=round(mean_l / lead, 4),
+                approval=approval,
+                approval_reason=why,
+                policy=plan.policy,
+                model_version=MODEL_VERSION,
+                fallback=plan.fallback,
+            )
+        )
+        item.on_order += plan.order_quantity
+        item.ordered_at = t
+        out.changed.add(sku)
+
+    def _prune_seen(self, floor: int) -> None:
+        if len(self.seen) < 2 * self.seen_pruned + 1024:
+            return
+        self.seen = {k: t for k, t in self.seen.items() if t >= floor}
+        self.seen_pruned = len(self.seen)
+
+
+def _open(item: ItemState) -> bool:
+    return any(e.open for e in (item.episodes or {}).values())
+
+
+def _param(params: ItemParams | None, name: str, default: float) -> float:
+    value = getattr(params, name) if params is not None else None
+    return default if value is None else value
+
+
+def _resolved(alert_type: str) -> str:
+    return {
+        "DEMAND_SPIKE": "sales are back within the expected range.",
+        "DEMAND_DROP": "sales are back within the expected range.",
+        "STOCKOUT_RISK": "the inventory position covers the lead time again.",
+        "OUT_OF_STOCK": "stock is available again.",
+        "PHANTOM_INVENTORY": "the item sells again or the shelf was counted.",
+    }[alert_type]
+
+
+def _late(ev: Sale | InventoryEvent, watermark: int) -> DeadLetter:
+    o = ev.origin
+    record = {k: v for k, v in asdict(ev).items() if k != "origin"}
+    behind_s = (watermark - ev.event_time) / 1000
+    return DeadLetter(
+        source_topic=o.source if o else "",
+        partition=o.partition if o else -1,
+        offset=o.offset if o else -1,
+        key=key_on(ev.store_id, ev.sku),
+        raw=json.dumps(record).encode(),
+        error=f"event {ev.event_id} at {ev.event_time} arrived {behind_s:.0f} s behind the watermark "
+        "(later than the allowed lateness)",
+        stage="late",
+        reason="late",
+    )
