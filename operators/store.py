@@ -14,6 +14,7 @@ import hashlib
 import heapq
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from operators.alerting import alert_id as make_alert_id
 from operators.alerting import priority, severity, step
@@ -34,9 +35,12 @@ class StoreOut:
     triggers: list[Trigger] = field(default_factory=list)
     late: list[DeadLetter] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)
-    applied: int = 0
-    duplicates: int = 0
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, outcome) -> records
     evicted: int = 0
+
+    def count(self, source: str, outcome: str) -> None:
+        """One more input record of ``source`` ended as ``outcome`` (ok, duplicate, late)."""
+        self.counts[source, outcome] = self.counts.get((source, outcome), 0) + 1
 
 
 class StoreState:
@@ -72,13 +76,17 @@ class StoreState:
         for ev in events:
             if isinstance(ev, ItemParams):
                 self.params[ev.sku] = ev
+                out.count("items", "ok")
                 continue
+            source = ev.origin.source if ev.origin else ""
             if ev.event_id in self.seen:
-                out.duplicates += 1
+                out.count(source, "duplicate")
                 continue
             if self.max_seen is not None and ev.event_time < self.max_seen - lateness:
                 out.late.append(_late(ev, self.max_seen - lateness))
+                out.count(source, "late")
                 continue
+            out.count(source, "ok")
             self.seen[ev.event_id] = ev.event_time
             rank = 0 if isinstance(ev, InventoryEvent) else 1
             heapq.heappush(self.buffer, (ev.event_time, rank, ev.event_id, ev))
@@ -135,13 +143,33 @@ class StoreState:
             item.on_sale(ev, self.profile, prior, policy.detection, warm)
         else:
             item.on_inventory(ev, self.profile, prior, policy.detection, warm)
-        out.applied += 1
         out.changed.add(ev.sku)
         self._decide(ev.sku, item, ev.event_time, policy, out)
         self._replenish(ev.sku, item, ev.event_time, policy, out)
 
     def _warm(self, t: int, policy: Policy) -> bool:
         return self.first_seen is not None and t - self.first_seen >= policy.detection.warmup_hours * HOUR_MS
+
+    def view(self, sku: str, policy: Policy) -> dict[str, Any]:
+        """What analysts see of one item now: rates, stock, risk and open alerts."""
+        item, t = self.items[sku], self.items[sku].t
+        prior, det = self.prior(), policy.detection
+        episodes = item.episodes or {}
+        open_types = tuple(sorted(k for k, e in episodes.items() if e.open))
+        last = max(episodes.items(), key=lambda kv: kv[1].emitted_at, default=None)
+        avail = (item.on_hand or 0) - item.reserved
+        return {
+            "expected_rate": round(item.base_rate(prior, det) * self.profile.intensity(t) * item.basket(), 4),
+            "observed_rate": item.recent_units(t),
+            "on_hand": item.on_hand,
+            "position": item.position(),
+            "hours_to_stockout": item.hours_until(avail, t, self.profile, prior, det) if item.on_hand else None,
+            "risk": float(max((e.priority for e in episodes.values() if e.open), default=0)),
+            "open_alerts": open_types,
+            "last_alert_type": last[0] if last else None,
+            "last_alert_time": last[1].emitted_at if last else None,
+            "hourly_units": tuple(item.hourly or ()),
+        }
 
     def prior(self) -> float:
         """Transactions per hour of the store's average item: what a new item borrows."""

@@ -1,0 +1,306 @@
+"""The ``demandsense`` command line: parses flags and settings, then starts a flow or a tool."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import NoReturn
+
+from demandsense.errors import DemandsenseError
+from demandsense.settings import env, kafka_config, load_policy
+
+log = logging.getLogger("demandsense")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One clear line and exit 2, never a traceback."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def _existing_file(text: str) -> Path:
+    p = Path(text)
+    if not p.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return p
+
+
+def _env_flag(name: str) -> bool:
+    return (env(name) or "").lower() in ("1", "true", "yes")
+
+
+def _add_kafka(p: argparse.ArgumentParser, *, required: bool) -> None:
+    bootstrap = env("BOOTSTRAP_SERVERS")
+    p.add_argument(
+        "--bootstrap-servers",
+        default=bootstrap,
+        required=required and bootstrap is None,
+        metavar="HOST:PORT",
+        help="Kafka brokers (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
+    )
+    p.add_argument("--format", choices=("avro", "json"), default=env("FORMAT", "avro"), help="wire format (avro)")
+    p.add_argument("--schema-registry-url", default=env("SCHEMA_REGISTRY_URL"), help="Confluent Schema Registry")
+
+
+def _add_topics(p: argparse.ArgumentParser) -> None:
+    from flows.demand import Topics
+
+    defaults = Topics()
+    for name in ("sales", "inventory", "items", "alerts", "triggers", "dead_letter"):
+        flag = f"--{name.replace('_', '-')}-topic"
+        p.add_argument(flag, default=env(f"{name.upper()}_TOPIC", getattr(defaults, name)), help="(%(default)s)")
+
+
+def _add_redis(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", default=env("REDIS_URL"), help="Redis for live views (env DEMANDSENSE_REDIS_URL)")
+
+
+def _redis_args(url: str | None) -> dict | None:
+    if not url:
+        return None
+    return {
+        "url": url,
+        "username": env("REDIS_USERNAME"),
+        "password": env("REDIS_PASSWORD"),
+        "ssl_ca_certs": env("REDIS_SSL_CA_CERTS"),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and flags."""
+    parser = _Parser(prog="demandsense", description="Streaming demand sensing for retail.")
+    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"), help="(INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="embedded broker, Redis and simulator; prints alerts live")
+    demo.add_argument("--duration", type=_positive_float, default=90.0, help="seconds to run (90)")
+    demo.add_argument("--stores", type=_positive_int, default=3, help="(3)")
+    demo.add_argument("--skus", type=_positive_int, default=150, help="(150)")
+    demo.add_argument("--days", type=_positive_float, default=4.0, help="simulated days to stream (4)")
+    demo.add_argument("--seed", type=int, default=7, help="(7)")
+
+    run = sub.add_parser("run", help="the production job: Kafka in, alerts and triggers out")
+    _add_kafka(run, required=True)
+    _add_topics(run)
+    _add_redis(run)
+    run.add_argument(
+        "--policy", type=_existing_file, default=env("POLICY"), help="policy TOML (env DEMANDSENSE_POLICY)"
+    )
+    run.add_argument("--recovery-dir", type=Path, default=env("RECOVERY_DIR"), help="Bytewax recovery snapshots")
+    run.add_argument(
+        "--snapshot-interval", type=_positive_float, default=float(env("SNAPSHOT_INTERVAL", "30")), help="seconds (30)"
+    )
+    run.add_argument("--metrics-port", type=int, default=int(env("METRICS_PORT", "9100")), help="(9100; 0 disables)")
+    run.add_argument("--workers", type=_positive_int, default=int(env("WORKERS", "1")), help="per process (1)")
+    run.add_argument("--process-id", type=int, default=env("PROCESS_ID"), help="this process in a cluster")
+    run.add_argument("--addresses", default=env("ADDRESSES"), help="host:port;host:port of every process")
+    run.add_argument("--group-id", default=env("GROUP_ID", "demandsense"), help="(demandsense)")
+    run.add_argument("--from-beginning", action="store_true", default=_env_flag("FROM_BEGINNING"))
+    run.add_argument("--exit-at-end", action="store_true", default=_env_flag("EXIT_AT_END"))
+    run.add_argument("--print-alerts", action="store_true", help="also print alerts on stdout")
+
+    replay = sub.add_parser("replay", help="the same dataflow over JSONL files, in event time")
+    replay.add_argument("--sales", type=_existing_file, required=True)
+    replay.add_argument("--inventory", type=_existing_file)
+    replay.add_argument("--items", type=_existing_file)
+    replay.add_argument("--alerts-out", type=Path, required=True)
+    replay.add_argument("--triggers-out", type=Path)
+    replay.add_argument("--dead-letter-out", type=Path)
+    replay.add_argument("--policy", type=_existing_file, default=env("POLICY"))
+    _add_redis(replay)
+
+    sim = sub.add_parser("simulate", help="realistic synthetic retail streams with ground-truth labels")
+    sim.add_argument("--out", type=Path, help="directory for JSONL files")
+    sim.add_argument("--bootstrap-servers", default=env("BOOTSTRAP_SERVERS"), metavar="HOST:PORT")
+    sim.add_argument("--format", choices=("avro", "json"), default="avro", help="Kafka wire format (avro)")
+    sim.add_argument("--stores", type=_positive_int, default=5)
+    sim.add_argument("--skus", type=_positive_int, default=200)
+    sim.add_argument("--days", type=_positive_float, default=7.0)
+    sim.add_argument("--seed", type=int, default=42)
+
+    top = sub.add_parser("top", help="top risks from Redis")
+    top.add_argument("--store")
+    top.add_argument("-n", type=_positive_int, default=20)
+    _add_redis(top)
+    show = sub.add_parser("show", help="one item's live view from Redis")
+    show.add_argument("store")
+    show.add_argument("sku")
+    _add_redis(show)
+    view = sub.add_parser("view", help="a live web page of top risks and alerts, read from Redis")
+    view.add_argument("--port", type=int, default=8050)
+    view.add_argument("--host", default="127.0.0.1")
+    _add_redis(view)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``demandsense`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except DemandsenseError as exc:
+        print(f"demandsense {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bytewax.run import cli_main
+
+    from flows.demand import FileIO, FlowSettings, build_flow
+
+    outs = [p for p in (args.alerts_out, args.triggers_out, args.dead_letter_out) if p is not None]
+    for p in outs:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+    io = FileIO(args.sales, args.alerts_out, args.inventory, args.items, args.triggers_out, args.dead_letter_out)
+    flow = build_flow(FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url)))
+    cli_main(flow, workers_per_process=1)
+    counts = {p.name: sum(1 for _ in p.open("rb")) for p in outs}
+    print(", ".join(f"{n} lines in {name}" for name, n in counts.items()), file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from demandsense import server
+    from flows.demand import FlowSettings, KafkaIO, Topics, build_flow
+
+    conf = kafka_config(
+        args.bootstrap_servers,
+        security_protocol=env("KAFKA_SECURITY_PROTOCOL"),
+        sasl_mechanism=env("KAFKA_SASL_MECHANISM"),
+        sasl_username=env("KAFKA_SASL_USERNAME"),
+        sasl_password=env("KAFKA_SASL_PASSWORD"),
+        ssl_ca_location=env("KAFKA_SSL_CA_LOCATION"),
+        ssl_certificate_location=env("KAFKA_SSL_CERTIFICATE_LOCATION"),
+        ssl_key_location=env("KAFKA_SSL_KEY_LOCATION"),
+        group_id=args.group_id,
+    )
+    topics = Topics(
+        args.sales_topic, args.inventory_topic, args.items_topic, args.alerts_topic, args.triggers_topic,
+        args.dead_letter_topic,
+    )  # fmt: skip
+    io = KafkaIO(conf, topics, args.format, args.schema_registry_url, args.from_beginning, args.exit_at_end)
+    flow = build_flow(FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url), args.print_alerts))
+    if args.metrics_port:
+        server.serve(args.metrics_port)
+    addresses = args.addresses.split(";") if args.addresses else None
+    recovery = None
+    if args.recovery_dir is not None:
+        recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir)))
+    server.READY.set()
+    cli_main(
+        flow,
+        workers_per_process=args.workers,
+        process_id=int(args.process_id) if addresses else None,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=args.snapshot_interval),
+        recovery_config=recovery,
+    )
+    return 0
+
+
+def _init_recovery(path: Path, partitions: int = 1) -> Path:
+    """Create the recovery store on first use (an empty directory); reuse it afterwards."""
+    from bytewax.recovery import init_db_dir
+
+    path.mkdir(parents=True, exist_ok=True)
+    if not any(path.iterdir()):
+        init_db_dir(path, partitions)
+    return path
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from demandsense import simulate
+
+    if args.out is None and args.bootstrap_servers is None:
+        raise DemandsenseError("give --out DIR, --bootstrap-servers HOST:PORT, or both")
+    cfg = simulate.SimConfig(stores=args.stores, skus=args.skus, days=args.days, seed=args.seed)
+    sim = simulate.generate(cfg)
+    if args.out is not None:
+        paths = simulate.write_files(sim, args.out)
+        print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    if args.bootstrap_servers is not None:
+        counts = simulate.produce(sim, args.bootstrap_servers, fmt=args.format, progress=sys.stderr.isatty())
+        print(f"produced {counts} to {args.bootstrap_servers}", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from demandsense.demo import run_demo
+
+    return run_demo(duration_s=args.duration, stores=args.stores, skus=args.skus, days=args.days, seed=args.seed)
+
+
+def _redis_client(args: argparse.Namespace):
+    from state.views import connect
+
+    if not args.redis_url:
+        raise DemandsenseError("give --redis-url or set DEMANDSENSE_REDIS_URL")
+    return connect(**_redis_args(args.redis_url))
+
+
+def _top(args: argparse.Namespace) -> int:
+    from state.report import format_top
+    from state.views import top
+
+    print(format_top(top(_redis_client(args), store=args.store, n=args.n)))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from state.report import format_item
+    from state.views import recent_alerts, show
+
+    client = _redis_client(args)
+    item = show(client, args.store, args.sku)
+    if item is None:
+        raise DemandsenseError(f"no live view of {args.store}:{args.sku} in Redis")
+    alerts = [a for a in recent_alerts(client, n=500) if a.get("store_id") == args.store and a.get("sku") == args.sku]
+    print(format_item(item, alerts))
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    import time
+
+    from state.web import serve
+
+    serve(_redis_client(args), host=args.host, port=args.port)
+    print(f"live view on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    while True:
+        time.sleep(3600)
+
+
+COMMANDS = {
+    "demo": _demo,
+    "run": _run,
+    "replay": _replay,
+    "simulate": _simulate,
+    "top": _top,
+    "show": _show,
+    "view": _view,
+}

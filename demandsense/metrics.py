@@ -1,0 +1,33 @@
+"""Every Prometheus metric demandsense exports, in one place.
+
+Labels are bounded (topic, outcome, stage, reason, type, approval); never a SKU or store.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter(
+    "demandsense_events_in",
+    "Input records by topic and outcome (ok, dead_letter, duplicate, late).",
+    ["topic", "outcome"],
+)
+DEAD_LETTERS = Counter("demandsense_dead_letters", "Records sent to the dead-letter stream.", ["stage", "reason"])
+ALERTS_OUT = Counter("demandsense_alerts_out", "Alerts emitted, by type and severity.", ["alert_type", "severity"])
+TRIGGERS_OUT = Counter("demandsense_triggers_out", "Replenishment triggers emitted, by approval.", ["approval"])
+EVENT_TIME_LAG = Gauge("demandsense_event_time_lag_seconds", "Wall clock minus the newest event time processed.")
+EVENT_TO_ALERT = Histogram(
+    "demandsense_event_to_alert_seconds",
+    "Wall-clock seconds from a record's Kafka timestamp to the alert it caused.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+ACTIVE_KEYS = Gauge("demandsense_active_keys", "SKU-store keys held in state in this process.")
+STATE_BYTES = Gauge("demandsense_state_bytes", "Approximate bytes of per-key state in this process.")
+REDIS_WRITE_FAILURES = Counter("demandsense_redis_write_failures", "Redis view writes that failed (retried later).")
+MODEL_RESETS = Counter(
+    "demandsense_model_resets", "Per-key models reset (cold start after eviction)."
+)
+KEYS_EVICTED = Counter("demandsense_keys_evicted", "Idle keys whose detail was shed to bound memory.")
+LAST_BATCH = Gauge("demandsense_last_event_timestamp_seconds", "Wall clock of the last processed input batch.")
+CONSUMER_LAG = Gauge("demandsense_consumer_lag", "End offset minus next offset to read.", ["topic", "partition"])
+DELIVERY_ERRORS = Counter("demandsense_delivery_errors", "Kafka produce deliveries that failed.", ["topic"])

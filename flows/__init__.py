@@ -1,0 +1,1 @@
+"""Bytewax dataflows: sources, decoding, keyed store state, sinks."""
