@@ -410,7 +410,6 @@ class RedisViews:
             for _ in range(excess):
                 self._alerts.popleft()
             self.dropped_alerts += excess
-            log.warning("Redis views: dropped the %d oldest pending alerts (max_pending=%d)", excess, self.max_pending)
 
     def _flush(self) -> None:
         now_ms = int(self._clock() * 1000)
@@ -460,11 +459,14 @@ class RedisViews:
         self._retry_at = self._clock() + delay
         views, alerts = self.pending
         log.warning(
-            "Redis views: write failed (%s: %s); %d views and %d alerts pending, next attempt in %.1f s",
+            "Redis views: write failed (%s: %s); %d views and %d alerts pending (%d oldest alerts dropped so far, "
+            "max_pending=%d); next attempt in %.1f s",
             type(exc).__name__,
             exc,
             views,
             alerts,
+            self.dropped_alerts,
+            self.max_pending,
             delay,
         )
 
