@@ -36,11 +36,50 @@ class RawRecord(NamedTuple):
 Batch = tuple[str, list[RawRecord]]
 
 
+class Alignment:
+    """Keeps the input partitions of one process within ``window_ms`` of each other in time.
+
+    Every partition registers the Kafka timestamp of the next record it would emit (producers
+    set it to the event time, or it is the append time of a live stream). A partition whose next
+    record is further than the window ahead of the earliest one waits, so a backfill reads
+    sales and inventory side by side in event time instead of one topic racing ahead and making
+    the other look late. The partition holding the earliest record never waits; caught-up
+    partitions take no part. Partitions in other processes are not aligned (live streams are).
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self._next: dict[str, int] = {}
+
+    def limit(self, part: str) -> float:
+        """Latest timestamp ``part`` may emit now."""
+        others = [t for p, t in self._next.items() if p != part]
+        return min(others) + self.window_ms if others else float("inf")
+
+    def waiting_at(self, part: str, ts: int | None) -> None:
+        """``part``'s next record has timestamp ``ts`` (None: it is caught up)."""
+        if ts is None or ts < 0:
+            self._next.pop(part, None)
+        else:
+            self._next[part] = ts
+
+
 class _KafkaPartition(StatefulSourcePartition[Batch, int]):
     def __init__(
-        self, config: dict, kind: str, topic: str, partition: int, start: int, stop_at_end: bool, deadline: float | None
+        self,
+        config: dict,
+        kind: str,
+        topic: str,
+        partition: int,
+        start: int,
+        stop_at_end: bool,
+        deadline: float | None,
+        alignment: Alignment,
     ) -> None:
         self._kind, self._topic, self._partition = kind, topic, partition
+        self._name = f"{topic}:{partition}"
+        self._align = alignment
+        self._pending: list[RawRecord] = []
         self._consumer = Consumer(config)
         low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         self._end = high if stop_at_end else None
@@ -53,16 +92,17 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
     def next_batch(self) -> list[Batch]:
         if self._deadline is not None and time.monotonic() >= self._deadline:
             raise StopIteration
-        if self._end is not None and self._next >= self._end:
+        if self._end is not None and self._next >= self._end and not self._pending:
+            self._align.waiting_at(self._name, None)
             raise StopIteration
-        msgs = self._consumer.consume(num_messages=5000, timeout=0.05)
-        records = []
-        for m in msgs:
-            if m.error():
-                if m.error().fatal():
-                    raise KafkaException(m.error())
-                continue
-            records.append(RawRecord(self._topic, self._partition, m.offset(), m.key(), m.value(), m.timestamp()[1]))
+        records = self._pending or self._consume()
+        if not records:
+            self._align.waiting_at(self._name, None)
+            return []
+        limit = self._align.limit(self._name)
+        cut = next((i for i, r in enumerate(records) if r.timestamp > limit), len(records))
+        records, self._pending = records[:cut], records[cut:]
+        self._align.waiting_at(self._name, self._pending[0].timestamp if self._pending else records[-1].timestamp)
         if not records:
             return []
         self._next = records[-1].offset + 1
@@ -71,10 +111,24 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         metrics.LAST_BATCH.set(time.time())
         return [(self._kind, records)]
 
+    def _consume(self) -> list[RawRecord]:
+        records = []
+        for m in self._consumer.consume(num_messages=5000, timeout=0.05):
+            if m.error():
+                if m.error().fatal():
+                    raise KafkaException(m.error())
+                continue
+            records.append(RawRecord(self._topic, self._partition, m.offset(), m.key(), m.value(), m.timestamp()[1]))
+        return records
+
+    def next_awake(self) -> datetime | None:
+        return None if not self._pending else datetime.now(UTC) + timedelta(milliseconds=20)
+
     def snapshot(self) -> int:
         return self._next
 
     def close(self) -> None:
+        self._align.waiting_at(self._name, None)
         self._consumer.close()
 
 
@@ -94,6 +148,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         from_beginning: bool,
         exit_at_end: bool,
         duration_s: float | None = None,
+        align_window_s: float = 60.0,
     ) -> None:
         self._config = {
             "enable.auto.commit": False,
@@ -104,6 +159,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         self._topics = topics  # kind -> topic
         self._from_beginning, self._exit_at_end = from_beginning, exit_at_end
         self._deadline = None if duration_s is None else time.monotonic() + duration_s
+        self._alignment = Alignment(int(align_window_s * 1000))
 
     def list_parts(self) -> list[str]:
         consumer = Consumer(self._config)
@@ -199,11 +255,3 @@ class FileBatchSource(FixedPartitionedSource[Batch, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
         return _FilePartition(self._files, self._batch_size, resume_state or 0)
-
-
-def utc_now() -> datetime:
-    """The wall clock (UTC), at the edge where the flow needs it."""
-    return datetime.now(UTC)
-
-
-EPOCH_INTERVAL = timedelta(seconds=1)

@@ -4,8 +4,10 @@ A store is the unit of keyed state: its items share one seasonal profile and one
 Events are buffered until the watermark (newest event time seen minus the allowed lateness)
 passes them, then applied in event-time order, ties broken by kind and id, so any arrival order
 within the lateness gives the same alerts. Time-driven checks (drops, phantom inventory,
-stockouts) run on a fixed event-time grid. Events behind the watermark are LATE dead letters;
-repeated ``event_id``s are dropped and counted.
+stockouts) run on a fixed event-time grid. An event more than the allowed lateness behind the
+newest event of its own input (topic partition or file) is a LATE dead letter: lateness is a
+property of each stream, not of how the streams happen to interleave. Repeated ``event_id``s
+are dropped and counted.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class StoreState:
     """Keyed state of one store (see the module docstring for the rules)."""
 
     __slots__ = (
-        "store_id", "profile", "items", "params", "buffer", "first_seen", "max_seen", "next_tick", "seen", "seen_pruned"
+        "store_id", "profile", "items", "params", "buffer", "first_seen", "max_seen", "stream_max", "next_tick",
+        "seen", "seen_pruned",
     )  # fmt: skip
 
     def __init__(self, store_id: str) -> None:
@@ -58,6 +61,7 @@ class StoreState:
         self.buffer: list[tuple[int, int, str, Sale | InventoryEvent]] = []
         self.first_seen: int | None = None
         self.max_seen: int | None = None
+        self.stream_max: dict[tuple[str, int], int] = {}  # newest event time per input stream
         self.next_tick: int | None = None
         self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
         self.seen_pruned = 0
@@ -78,14 +82,18 @@ class StoreState:
                 self.params[ev.sku] = ev
                 out.count("items", "ok")
                 continue
-            source = ev.origin.source if ev.origin else ""
+            stream = (ev.origin.source, ev.origin.partition) if ev.origin else ("", -1)
+            source = stream[0]
             if ev.event_id in self.seen:
                 out.count(source, "duplicate")
                 continue
-            if self.max_seen is not None and ev.event_time < self.max_seen - lateness:
-                out.late.append(_late(ev, self.max_seen - lateness))
+            newest = self.stream_max.get(stream)
+            if newest is not None and ev.event_time < newest - lateness:
+                out.late.append(_late(ev, newest - lateness))
                 out.count(source, "late")
                 continue
+            if newest is None or ev.event_time > newest:
+                self.stream_max[stream] = ev.event_time
             out.count(source, "ok")
             self.seen[ev.event_id] = ev.event_time
             rank = 0 if isinstance(ev, InventoryEvent) else 1
