@@ -29,7 +29,7 @@ class ItemState:
     __slots__ = (
         "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
         "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
-        "hour0", "hourly", "episodes",
+        "hour0", "hourly", "episodes", "due", "p_out",
     )  # fmt: skip
 
     def __init__(self, t: int) -> None:
@@ -54,6 +54,8 @@ class ItemState:
         self.hour0: int | None = None  # start of the newest hourly bucket
         self.hourly: list[int] | None = None  # units per hour, oldest first, at most SPARK_HOURS
         self.episodes: dict[str, Episode] | None = None
+        self.due = 0  # next event time a quiet item needs a look by the time-driven checks
+        self.p_out = 0.0  # last probability of running out within the lead time
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -217,135 +219,177 @@ class ItemState:
         params: ItemParams | None,
         d: ItemDefaults,
         det: Detection,
+        *,
         warm: bool = True,
+        stock_changed: bool = True,
     ) -> list[Condition]:
-        """What each detector sees at ``t`` (after :meth:`advance` to ``t``).
+        """What the detectors see at ``t`` (after :meth:`advance` to ``t``), for the types that can move.
 
-        ``warm`` says the store has been seen long enough for its profile to mean something;
-        until then only the stock-based OUT_OF_STOCK can hold.
+        Only types that are open, or whose statistic crossed its threshold, are evaluated; the
+        stock-based types only when ``stock_changed`` (an event) or while open. ``warm`` says the
+        store has been seen long enough for its profile to mean something; until then only
+        OUT_OF_STOCK can hold. Sets :attr:`due`, the next time a quiet item needs a look.
         """
-        price = (params.unit_price if params and params.unit_price is not None else None) or d.unit_price
-        lead = (params.lead_time_hours if params and params.lead_time_hours is not None else None) or d.lead_time_hours
         ep = self.episodes or {}
-
-        def is_open(kind: str) -> bool:
-            return kind in ep and ep[kind].open
-
-        lift = self.lift(t, det)
-        basket = self.basket()
-        base = self.base_rate(prior, det)
-        exp_rate = base * profile.intensity(t) * lift * basket  # units per hour, now
-        obs_rate = self.recent_units(t)
-        day_rate = self.expected_units(t, 24, profile, prior, det) / 24  # units per hour, next day
-        armed = warm and self.n_sales >= det.min_history_sales
-        out: list[Condition] = []
-
-        # DEMAND_SPIKE
-        spike = (
-            warm
-            and self.p >= det.prior_weight_hours
-            and (self.s_up >= det.spike_threshold or (is_open("DEMAND_SPIKE") and self.s_up > 0))
-        )
-        promo = (
-            f" during promotion {self.promo}, {obs_rate / max(exp_rate, 1e-9):.1f}x its expected lift"
-            if lift > 1
-            else ""
-        )
-        out.append(
-            Condition(
-                "DEMAND_SPIKE",
-                spike,
-                confidence(self.s_up, det.prior_change_odds),
-                exp_rate,
-                obs_rate,
-                revenue_at_risk=max(obs_rate - exp_rate, 0.0) * lead * price,
-                reason=f"Selling {obs_rate:.1f} units/h against {exp_rate:.1f} expected{promo}: "
-                f"more than chance explains (evidence {self.s_up:.1f} > {det.spike_threshold:g}).",
-                evidence=(("cusum", self.s_up), ("threshold", det.spike_threshold), ("promo_lift", lift)),
-            )
-        )
-        # PHANTOM_INVENTORY
-        book = self.on_hand or 0
-        phantom = (
-            armed
-            and book - self.reserved > 0
-            and (self.quiet >= det.phantom_threshold or (is_open("PHANTOM_INVENTORY") and self.quiet > 0))
-        )
-        silent_h = (t - self.last_sale) / HOUR_MS if self.last_sale is not None else 0.0
-        out.append(
-            Condition(
-                "PHANTOM_INVENTORY",
-                phantom,
-                confidence(self.quiet, det.prior_change_odds),
-                exp_rate,
-                obs_rate,
-                revenue_at_risk=day_rate * lead * price,
-                reason=f"No sale for {silent_h:.1f} h while {self.quiet:.1f} were expected and the books show "
-                f"{book} on hand: count the shelf.",
-                evidence=(("expected_sales_in_run", self.quiet), ("p_value", math.exp(-self.quiet)), ("on_hand", book)),
-            )
-        )
-        # DEMAND_DROP (a silent run with stock is phantom inventory; an empty shelf is a stockout)
-        drop = (
-            armed
-            and not phantom
-            and not self.out_of_stock()
-            and (self.s_dn >= det.drop_threshold or (is_open("DEMAND_DROP") and self.s_dn > 0))
-        )
-        out.append(
-            Condition(
-                "DEMAND_DROP",
-                drop,
-                confidence(self.s_dn, det.prior_change_odds),
-                exp_rate,
-                obs_rate,
-                revenue_at_risk=max(day_rate - obs_rate, 0.0) * 24 * price,
-                reason=f"Selling {obs_rate:.1f} units/h against {exp_rate:.1f} expected at this hour: demand has "
-                f"fallen well below normal (evidence {self.s_dn:.1f} > {det.drop_threshold:g}).",
-                evidence=(("cusum", self.s_dn), ("threshold", det.drop_threshold)),
-            )
-        )
-        # OUT_OF_STOCK and STOCKOUT_RISK
-        pos = self.position()
-        if pos is None:
-            return out
-        avail = self.on_hand - self.reserved if self.on_hand is not None else 0
-        oos = self.out_of_stock() and self.n_sales > 0 and day_rate > 0
-        out.append(
-            Condition(
-                "OUT_OF_STOCK",
-                oos,
-                0.95,
-                exp_rate,
-                obs_rate,
-                hours_to_stockout=0.0,
-                revenue_at_risk=day_rate * lead * price,
-                reason=f"Out of stock ({self.on_hand} on hand, {self.reserved} reserved) while "
-                f"{day_rate:.1f} units/h are expected.",
-                evidence=(("on_hand", float(self.on_hand or 0)), ("in_transit", float(self.in_transit))),
-            )
-        )
-        mean_l = self.expected_units(t, lead, profile, prior, det)
-        p_out = demand_tail(mean_l, self.variance_ratio() * mean_l, pos) if armed else 0.0
-        risk = (
-            armed
-            and avail > 0
-            and (p_out >= det.stockout_risk or (is_open("STOCKOUT_RISK") and p_out >= det.stockout_risk / 2))
-        )
-        hts = self.hours_until(avail, t, profile, prior, det) if risk else None
-        out.append(
-            Condition(
-                "STOCKOUT_RISK",
-                risk,
-                p_out,
-                exp_rate,
-                obs_rate,
-                hours_to_stockout=hts,
-                revenue_at_risk=max(mean_l - pos, day_rate) * price,
-                reason=f"{p_out:.0%} chance of running out within the {lead:g} h lead time: {pos} units in position "
-                f"against {mean_l:.1f} expected"
-                + (f"; the shelf empties in about {hts:.1f} h." if hts is not None else "."),
-                evidence=(("position", float(pos)), ("lead_time_demand", mean_l), ("p_stockout", p_out)),
-            )
-        )
+        opened = {k for k, e in ep.items() if e.open}
+        ctx = _Context(self, t, profile, prior, params, d, det, warm)
+        out = []
+        if "DEMAND_SPIKE" in opened or (warm and self.s_up >= det.spike_threshold):
+            out.append(ctx.spike("DEMAND_SPIKE" in opened))
+        phantom = None
+        if "PHANTOM_INVENTORY" in opened or (ctx.armed and self.quiet >= det.phantom_threshold):
+            phantom = ctx.phantom("PHANTOM_INVENTORY" in opened)
+            out.append(phantom)
+        if "DEMAND_DROP" in opened or (ctx.armed and self.s_dn >= det.drop_threshold):
+            out.append(ctx.drop("DEMAND_DROP" in opened, phantom is not None and phantom.active))
+        if self.on_hand is not None:
+            if stock_changed or "OUT_OF_STOCK" in opened:
+                out.append(ctx.out_of_stock())
+            if stock_changed or "STOCKOUT_RISK" in opened or self.p_out >= 0.05:
+                out.append(ctx.stockout_risk("STOCKOUT_RISK" in opened))
+        self.due = t + ctx.next_look()
         return out
+
+
+class _Context:
+    """Figures shared by the detectors of one item at one time, computed once."""
+
+    def __init__(
+        self,
+        item: ItemState,
+        t: int,
+        profile: StoreProfile,
+        prior: float,
+        params: ItemParams | None,
+        d: ItemDefaults,
+        det: Detection,
+        warm: bool,
+    ) -> None:
+        self.item, self.t, self.profile, self.prior, self.det = item, t, profile, prior, det
+        self.price = _get(params, "unit_price", d.unit_price)
+        self.lead = _get(params, "lead_time_hours", d.lead_time_hours)
+        self.armed = warm and item.n_sales >= det.min_history_sales
+        self.lift = item.lift(t, det)
+        self.base = item.base_rate(prior, det)
+        self.exp_rate = self.base * profile.intensity(t) * self.lift * item.basket()  # units/h now
+        self.obs_rate = item.recent_units(t)
+        self._day_rate: float | None = None
+
+    @property
+    def day_rate(self) -> float:
+        """Expected units per hour over the next day."""
+        if self._day_rate is None:
+            self._day_rate = self.item.expected_units(self.t, 24, self.profile, self.prior, self.det) / 24
+        return self._day_rate
+
+    def next_look(self) -> int:
+        """Milliseconds until a quiet item could cross a threshold (at least a tick, at most a day)."""
+        item, det = self.item, self.det
+        per_hour = self.base * self.profile.peak() * self.lift  # fastest the statistics can grow
+        hours = 24.0
+        if per_hour > 0 and item.n_sales >= det.min_history_sales:
+            if (item.on_hand or 0) > 0:
+                hours = min(hours, (det.phantom_threshold - item.quiet) / per_hour)
+            hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
+        return int(max(hours, 0.0) * HOUR_MS)
+
+    def _make(self, kind: str, active: bool, conf: float, rar: float, reason: str, evidence: dict) -> Condition:
+        return Condition(
+            kind, active, conf, self.exp_rate, self.obs_rate, None, rar, reason, tuple(evidence.items())
+        )  # fmt: skip
+
+    def spike(self, is_open: bool) -> Condition:
+        item, det = self.item, self.det
+        active = item.p >= det.prior_weight_hours and (item.s_up >= det.spike_threshold or (is_open and item.s_up > 0))
+        promo = ""
+        if self.lift > 1:
+            promo = f" during promotion {item.promo}, {self.obs_rate / max(self.exp_rate, 1e-9):.1f}x its expected lift"
+        return self._make(
+            "DEMAND_SPIKE",
+            active,
+            confidence(item.s_up, det.prior_change_odds),
+            max(self.obs_rate - self.exp_rate, 0.0) * self.lead * self.price,
+            f"Selling {self.obs_rate:.1f} units/h against {self.exp_rate:.1f} expected{promo}: "
+            f"more than chance explains (evidence {item.s_up:.1f} > {det.spike_threshold:g}).",
+            {"cusum": item.s_up, "threshold": det.spike_threshold, "promo_lift": self.lift},
+        )
+
+    def phantom(self, is_open: bool) -> Condition:
+        item, det = self.item, self.det
+        book = (item.on_hand or 0) - item.reserved
+        active = self.armed and book > 0 and (item.quiet >= det.phantom_threshold or (is_open and item.quiet > 0))
+        silent_h = (self.t - item.last_sale) / HOUR_MS if item.last_sale is not None else 0.0
+        return self._make(
+            "PHANTOM_INVENTORY",
+            active,
+            confidence(item.quiet, det.prior_change_odds),
+            self.day_rate * self.lead * self.price,
+            f"No sale for {silent_h:.1f} h while {item.quiet:.1f} were expected and the books show "
+            f"{item.on_hand} on hand: count the shelf.",
+            {"expected_sales_in_run": item.quiet, "p_value": math.exp(-item.quiet), "on_hand": float(book)},
+        )
+
+    def drop(self, is_open: bool, phantom: bool) -> Condition:
+        """A silent run with stock is phantom inventory and an empty shelf a stockout, not a drop."""
+        item, det = self.item, self.det
+        active = (
+            self.armed
+            and not phantom
+            and not item.out_of_stock()
+            and (item.s_dn >= det.drop_threshold or (is_open and item.s_dn > 0))
+        )
+        return self._make(
+            "DEMAND_DROP",
+            active,
+            confidence(item.s_dn, det.prior_change_odds),
+            max(self.day_rate - self.obs_rate, 0.0) * 24 * self.price,
+            f"Selling {self.obs_rate:.1f} units/h against {self.exp_rate:.1f} expected at this hour: demand has "
+            f"fallen well below normal (evidence {item.s_dn:.1f} > {det.drop_threshold:g}).",
+            {"cusum": item.s_dn, "threshold": det.drop_threshold},
+        )
+
+    def out_of_stock(self) -> Condition:
+        item = self.item
+        active = item.out_of_stock() and item.n_sales > 0 and self.day_rate > 0
+        return Condition(
+            "OUT_OF_STOCK",
+            active,
+            0.95,
+            self.exp_rate,
+            self.obs_rate,
+            0.0,
+            self.day_rate * self.lead * self.price,
+            f"Out of stock ({item.on_hand} on hand, {item.reserved} reserved) while "
+            f"{self.day_rate:.1f} units/h are expected.",
+            (("on_hand", float(item.on_hand or 0)), ("in_transit", float(item.in_transit))),
+        )
+
+    def stockout_risk(self, is_open: bool) -> Condition:
+        item, det = self.item, self.det
+        pos = item.position() or 0
+        avail = (item.on_hand or 0) - item.reserved
+        mean_l = item.expected_units(self.t, self.lead, self.profile, self.prior, det)
+        p_out = demand_tail(mean_l, item.variance_ratio() * mean_l, pos) if self.armed else 0.0
+        item.p_out = p_out
+        active = (
+            self.armed and avail > 0 and (p_out >= det.stockout_risk or (is_open and p_out >= det.stockout_risk / 2))
+        )
+        hts = item.hours_until(avail, self.t, self.profile, self.prior, det) if active else None
+        empties = f"; the shelf empties in about {hts:.1f} h." if hts is not None else "."
+        return Condition(
+            "STOCKOUT_RISK",
+            active,
+            p_out,
+            self.exp_rate,
+            self.obs_rate,
+            hts,
+            max(mean_l - pos, self.day_rate) * self.price,
+            f"{p_out:.0%} chance of running out within the {self.lead:g} h lead time: {pos} units in position "
+            f"against {mean_l:.1f} expected{empties}",
+            (("position", float(pos)), ("lead_time_demand", mean_l), ("p_stockout", p_out)),
+        )
+
+
+def _get(params: ItemParams | None, name: str, default: float) -> float:
+    value = getattr(params, name) if params is not None else None
+    return default if value is None else value

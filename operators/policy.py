@@ -27,7 +27,7 @@ class Detection:
     stockout_risk: float = 0.8  # probability of running out within the lead time that raises STOCKOUT_RISK
     warmup_hours: float = 24.0  # event time a store must be seen before rate-based detectors arm
     min_history_sales: int = 8  # sales an item must have before drop, phantom and risk detectors arm
-    prior_weight_hours: float = 24.0  # profile-hours of store/category prior in a new item's rate
+    prior_weight_hours: float = 4.0  # profile-hours of store/category prior in a new item's rate
     memory_hours: float = 336.0  # profile-hours over which an item's rate forgets (about 2-3 weeks)
     promo_lift: float = 2.0  # expected lift of a known promotion until the item's own is learned
     prior_change_odds: float = 0.01  # prior odds of a change, turning likelihood ratios into confidence
@@ -63,9 +63,9 @@ class Alerting:
     """Priority scale, update and cooldown rules."""
 
     revenue_scale: float = 250.0  # revenue at risk that gives 63% of the value part of priority
-    update_delta: int = 15  # priority change that warrants an UPDATE
+    update_delta: int = 20  # priority change that warrants an UPDATE
     cooldown_minutes: float = 60.0  # quiet time per key and type after RESOLVED before a new OPEN
-    min_update_minutes: float = 60.0
+    min_update_minutes: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ class StoreProfile:
         Weeks of pseudo-exposure that shrink a cell to its hour of day, and an hour to flat.
     """
 
-    __slots__ = ("week_decay", "cell_prior", "hour_prior", "_counts", "_exposure", "_hour", "_txns", "_cum")
+    __slots__ = ("week_decay", "cell_prior", "hour_prior", "_counts", "_exposure", "_hour", "_txns", "_cum", "_peak")
 
     def __init__(self, week_decay: float = 0.75, cell_prior: float = 0.5, hour_prior: float = 0.05) -> None:
         if not 0 < week_decay <= 1:
@@ -45,6 +45,7 @@ class StoreProfile:
         self._hour: int | None = None  # start (ms) of the hour being counted
         self._txns = 0
         self._cum = [float(i) for i in range(HOURS_PER_WEEK + 1)]  # flat until data comes
+        self._peak = 1.0
 
     def __getstate__(self) -> tuple:
         return (self.week_decay, self.cell_prior, self.hour_prior, self._counts, self._exposure, self._hour, self._txns)
@@ -82,6 +83,10 @@ class StoreProfile:
         total_e = sum(self._exposure)
         return sum(self._counts) / total_e if total_e else 0.0
 
+    def peak(self) -> float:
+        """The highest intensity of any hour of the week."""
+        return self._peak
+
     def intensity(self, t_ms: int) -> float:
         """Relative intensity at ``t_ms`` (mean 1 over a week)."""
         c = hour_of_week(t_ms)
@@ -104,6 +109,7 @@ class StoreProfile:
         overall = sum(counts) / total_e if total_e else 0.0
         if overall <= 0:
             self._cum = [float(i) for i in range(HOURS_PER_WEEK + 1)]
+            self._peak = 1.0
             return
         hod = []
         for h in range(24):
@@ -119,3 +125,4 @@ class StoreProfile:
             acc += v / mean
             cum.append(acc)
         self._cum = cum
+        self._peak = max(cells) / mean

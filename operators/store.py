@@ -26,7 +26,8 @@ from operators.policy import MODEL_VERSION, Policy
 from operators.profile import StoreProfile
 from operators.replenish import govern, order_up_to, static_min_max
 
-EVICT_AFTER_MS = 30 * 24 * HOUR_MS
+DAY_MS = 24 * HOUR_MS
+EVICT_AFTER_MS = 30 * DAY_MS
 
 
 @dataclass(slots=True)
@@ -50,7 +51,7 @@ class StoreState:
 
     __slots__ = (
         "store_id", "profile", "items", "params", "buffer", "first_seen", "max_seen", "stream_max", "next_tick",
-        "seen", "seen_pruned",
+        "due", "seen", "seen_pruned",
     )  # fmt: skip
 
     def __init__(self, store_id: str) -> None:
@@ -63,6 +64,7 @@ class StoreState:
         self.max_seen: int | None = None
         self.stream_max: dict[tuple[str, int], int] = {}  # newest event time per input stream
         self.next_tick: int | None = None
+        self.due: list[tuple[int, str]] = []  # (due time, sku): when quiet items need a look
         self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
         self.seen_pruned = 0
 
@@ -124,22 +126,31 @@ class StoreState:
         self._ticks(upto, tick_ms, policy, out)
 
     def _ticks(self, upto: int, tick_ms: int, policy: Policy, out: StoreOut) -> None:
+        """Time-driven checks: each tick looks only at the items that are due (a heap)."""
         while self.next_tick is not None and self.next_tick <= upto:
             t = self.next_tick
             self.profile.advance(t)
-            prior = self.prior()
-            warm = self._warm(t, policy)
-            idle_ms = int(policy.detection.idle_hours * HOUR_MS)
-            for sku, item in list(self.items.items()):
-                if t - item.last_event > EVICT_AFTER_MS and not _open(item) and not item.on_hand:
-                    del self.items[sku]
-                    out.evicted += 1
-                    continue
-                if t - item.last_event > idle_ms and item.hourly is not None:
-                    item.shed_detail()
+            prior, warm = self.prior(), self._warm(t, policy)
+            while self.due and self.due[0][0] <= t:
+                due, sku = heapq.heappop(self.due)
+                item = self.items.get(sku)
+                if item is None or item.due != due:
+                    continue  # superseded by a later look
                 item.advance(t, self.profile, prior, policy.detection, warm)
-                self._decide(sku, item, t, policy, out)
+                self._decide(sku, item, t, policy, out, stock_changed=False)
+            if t % DAY_MS == 0:
+                self._sweep(t, policy, out)
             self.next_tick = t + tick_ms
+
+    def _sweep(self, t: int, policy: Policy, out: StoreOut) -> None:
+        """Once a day: idle items shed their hourly detail; long-idle empty ones are dropped."""
+        idle_ms = int(policy.detection.idle_hours * HOUR_MS)
+        for sku, item in list(self.items.items()):
+            if t - item.last_event > EVICT_AFTER_MS and not _open(item) and not item.on_hand:
+                del self.items[sku]
+                out.evicted += 1
+            elif t - item.last_event > idle_ms and item.hourly is not None:
+                item.shed_detail()
 
     def _apply(self, ev: Sale | InventoryEvent, policy: Policy, out: StoreOut) -> None:
         item = self.items.get(ev.sku)
@@ -183,11 +194,24 @@ class StoreState:
         """Transactions per hour of the store's average item: what a new item borrows."""
         return self.profile.mean_rate() / max(1, len(self.items))
 
-    def _decide(self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut) -> None:
+    def _decide(
+        self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut, *, stock_changed: bool = True
+    ) -> None:
         params = self.params.get(sku)
         lead = _param(params, "lead_time_hours", policy.items.lead_time_hours)
-        warm = self._warm(t, policy)
-        conds = item.conditions(t, self.profile, self.prior(), params, policy.items, policy.detection, warm)
+        conds = item.conditions(
+            t,
+            self.profile,
+            self.prior(),
+            params,
+            policy.items,
+            policy.detection,
+            warm=self._warm(t, policy),
+            stock_changed=stock_changed,
+        )
+        tick = t + int(policy.detection.tick_minutes * 60_000)
+        item.due = tick if _open(item) else max(item.due, tick)  # open alerts: look every tick
+        heapq.heappush(self.due, (item.due, sku))
         for cond in conds:
             episodes = item.episodes or {}
             old = episodes.get(cond.alert_type)
