@@ -49,7 +49,7 @@ def _paced_produce(
         key = f"{rec['store_id']}:{rec['sku']}".encode()
         while True:
             try:
-                producer.produce(topics[kind], codecs[kind].encode(rec), key)
+                producer.produce(topics[kind], codecs[kind].encode(rec), key, timestamp=t)
                 break
             except BufferError:
                 producer.poll(0.1)

@@ -24,9 +24,7 @@ EVENT_TO_ALERT = Histogram(
 ACTIVE_KEYS = Gauge("demandsense_active_keys", "SKU-store keys held in state in this process.")
 STATE_BYTES = Gauge("demandsense_state_bytes", "Approximate bytes of per-key state in this process.")
 REDIS_WRITE_FAILURES = Counter("demandsense_redis_write_failures", "Redis view writes that failed (retried later).")
-MODEL_RESETS = Counter(
-    "demandsense_model_resets", "Per-key models reset (cold start after eviction)."
-)
+MODEL_RESETS = Counter("demandsense_model_resets", "Per-key models reset (cold start after eviction).")
 KEYS_EVICTED = Counter("demandsense_keys_evicted", "Idle keys whose detail was shed to bound memory.")
 LAST_BATCH = Gauge("demandsense_last_event_timestamp_seconds", "Wall clock of the last processed input batch.")
 CONSUMER_LAG = Gauge("demandsense_consumer_lag", "End offset minus next offset to read.", ["topic", "partition"])

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from demandsense import metrics
 from demandsense.errors import ServiceUnavailable
@@ -82,7 +82,10 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         self._pending: list[RawRecord] = []
         self._consumer = Consumer(config)
         low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        # the end is where a fetch reports end of partition at or past the end offset queried now
+        # (some brokers answer the query with a low estimate; the fetch is exact)
         self._end = high if stop_at_end else None
+        self._at_eof = False
         self._next = start if start >= 0 else (low if start == OFFSET_BEGINNING else high)
         self._consumer.assign([TopicPartition(topic, partition, self._next)])
         self._deadline = deadline
@@ -92,7 +95,7 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
     def next_batch(self) -> list[Batch]:
         if self._deadline is not None and time.monotonic() >= self._deadline:
             raise StopIteration
-        if self._end is not None and self._next >= self._end and not self._pending:
+        if self._end is not None and self._at_eof and self._next >= self._end and not self._pending:
             self._align.waiting_at(self._name, None)
             raise StopIteration
         records = self._pending or self._consume()
@@ -115,9 +118,12 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         records = []
         for m in self._consumer.consume(num_messages=5000, timeout=0.05):
             if m.error():
-                if m.error().fatal():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    self._at_eof = True
+                elif m.error().fatal():
                     raise KafkaException(m.error())
                 continue
+            self._at_eof = False
             records.append(RawRecord(self._topic, self._partition, m.offset(), m.key(), m.value(), m.timestamp()[1]))
         return records
 
@@ -152,6 +158,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
     ) -> None:
         self._config = {
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
             "fetch.queue.backoff.ms": 1,
             "queued.min.messages": 20000,
             **config,
@@ -181,7 +188,9 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         kind, rest = for_part.split(":", 1)
         topic, partition = rest.rsplit(":", 1)
         start = resume_state if resume_state is not None else (OFFSET_BEGINNING if self._from_beginning else OFFSET_END)
-        return _KafkaPartition(self._config, kind, topic, int(partition), start, self._exit_at_end, self._deadline)
+        return _KafkaPartition(
+            self._config, kind, topic, int(partition), start, self._exit_at_end, self._deadline, self._alignment
+        )
 
 
 def _event_time(line: bytes, previous: float) -> float:

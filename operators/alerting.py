@@ -77,7 +77,8 @@ def step(
     """Advance an episode by one observation; the new episode and the status to emit, if any.
 
     OPEN when an active condition starts (unless within the cooldown after a RESOLVED),
-    UPDATE when its priority moved by ``update_delta`` and ``min_update_minutes`` passed,
+    UPDATE when its priority rose by ``update_delta`` and ``min_update_minutes`` passed
+    (escalations; a calming condition is told by its RESOLVED),
     RESOLVED when it no longer holds.
     """
     minute = 60_000
@@ -90,10 +91,7 @@ def step(
     if not cond.active:
         episode.open, episode.emitted_at = False, t
         return episode, "RESOLVED"
-    if (
-        abs(prio - episode.priority) >= rules.update_delta
-        and t - episode.emitted_at >= rules.min_update_minutes * minute
-    ):
+    if prio - episode.priority >= rules.update_delta and t - episode.emitted_at >= rules.min_update_minutes * minute:
         episode.priority, episode.emitted_at, episode.seq = prio, t, episode.seq + 1
         return episode, "UPDATE"
     return episode, None

@@ -332,12 +332,8 @@ class _Context:
     def drop(self, is_open: bool, phantom: bool) -> Condition:
         """A silent run with stock is phantom inventory and an empty shelf a stockout, not a drop."""
         item, det = self.item, self.det
-        active = (
-            self.armed
-            and not phantom
-            and not item.out_of_stock()
-            and (item.s_dn >= det.drop_threshold or (is_open and item.s_dn > 0))
-        )
+        opens = item.s_dn >= det.drop_threshold and not phantom and not item.out_of_stock()
+        active = self.armed and (opens or (is_open and item.s_dn > 0))
         return self._make(
             "DEMAND_DROP",
             active,

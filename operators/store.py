@@ -103,9 +103,23 @@ class StoreState:
             if self.max_seen is None or ev.event_time > self.max_seen:
                 self.max_seen = ev.event_time
         if self.max_seen is not None:
-            self._release(self.max_seen - lateness, policy, out)
+            self._release(self.watermark(policy), policy, out)
             self._prune_seen(self.max_seen - lateness - int(policy.detection.dedup_horizon_s * 1000))
         return out
+
+    def watermark(self, policy: Policy) -> int:
+        """Event time up to which the store's inputs are complete.
+
+        The slowest of the streams still active (an event within ``stream_idle_s`` of the newest),
+        less the allowed lateness: a sales feed a few minutes behind the inventory feed holds the
+        store's clock back, so its sales are not missed by the time-driven checks; a stream that
+        went quiet (a closed store's tills, a nightly count feed) does not.
+        """
+        assert self.max_seen is not None
+        det = policy.detection
+        active_since = self.max_seen - int(det.stream_idle_s * 1000)
+        slowest = min(t for t in self.stream_max.values() if t >= active_since)
+        return slowest - int(det.allowed_lateness_s * 1000)
 
     def flush(self, policy: Policy) -> StoreOut:
         """Apply everything still buffered (end of input)."""
