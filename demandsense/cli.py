@@ -304,3 +304,7 @@ COMMANDS = {
     "show": _show,
     "view": _view,
 }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

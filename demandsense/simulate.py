@@ -1051,9 +1051,10 @@ def produce(
         topic, codec, n = names[stream], make_codec(fmt, schema, topic=names[stream]), 0
         for rec in records:
             key, value = key_on(rec["store_id"], rec["sku"]).encode(), codec.encode(rec)
+            when = rec.get("event_time", 0)  # CreateTime = event time, so consumers can align topics
             while True:
                 try:
-                    producer.produce(topic, value, key)
+                    producer.produce(topic, value, key, timestamp=when)
                     break
                 except BufferError:
                     producer.poll(0.05)

@@ -79,6 +79,8 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         self._kind, self._topic, self._partition = kind, topic, partition
         self._name = f"{topic}:{partition}"
         self._align = alignment
+        if kind != "ItemParams":
+            alignment.waiting_at(self._name, 0)  # others wait until it has read something or is at its end
         self._pending: list[RawRecord] = []
         self._consumer = Consumer(config)
         low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
@@ -100,8 +102,12 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
             raise StopIteration
         records = self._pending or self._consume()
         if not records:
-            self._align.waiting_at(self._name, None)
+            if self._at_eof:  # caught up: no longer holds the others back
+                self._align.waiting_at(self._name, None)
             return []
+        if self._kind == "ItemParams":  # master data is not in event time: read it as it comes
+            self._next = records[-1].offset + 1
+            return [(self._kind, records)]
         limit = self._align.limit(self._name)
         cut = next((i for i, r in enumerate(records) if r.timestamp > limit), len(records))
         records, self._pending = records[:cut], records[cut:]
