@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from demandsense.errors import DecodeError, ValidationError
@@ -25,6 +25,7 @@ from operators.events import (
     Sale,
 )
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_AHEAD_MS = 24 * 3_600_000  # a day ahead of the wall clock
 MAX_TEXT = 256  # ids, store and SKU codes
@@ -47,7 +48,7 @@ def parse_time(value: Any, now_ms: int, field: str = "event_time") -> int:
             raise ValidationError("bad_time", f"{field} {value[:40]!r} is not ISO-8601") from exc
         if dt.tzinfo is None:
             raise ValidationError("bad_time", f"{field} {value[:40]!r} has no time zone; send UTC ('Z')")
-        ms = int(dt.timestamp() * 1000)
+        ms = (dt - EPOCH) // timedelta(milliseconds=1)  # exact: no float rounding
     else:
         raise ValidationError("bad_time", f"{field} is a {type(value).__name__}, not a time")
     if ms < MIN_TIME_MS:
@@ -78,9 +79,9 @@ def _int(d: dict[str, Any], name: str, *, required: bool = True) -> int | None:
         if required:
             raise ValidationError("missing_field", f"required field {name!r} is missing")
         return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
     if isinstance(v, bool) or not isinstance(v, int):
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
         raise ValidationError("wrong_type", f"{name} is {v!r}, expected a whole number")
     if abs(v) > 2**31 - 1:
         raise ValidationError("out_of_range", f"{name} {v} does not fit a 32-bit int")

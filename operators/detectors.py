@@ -13,9 +13,10 @@ import math
 def confidence(llr: float, prior_odds: float) -> float:
     """Posterior probability of a change given a log-likelihood ratio and prior odds of one."""
     x = llr + math.log(prior_odds)
-    if x > 35:
-        return 1.0
-    return 1.0 / (1.0 + math.exp(-x))
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)  # the stable side of the logistic: no overflow for very negative x
+    return e / (1.0 + e)
 
 
 def cusum_up_quiet(s: float, expected: float, ratio: float) -> float:

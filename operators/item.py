@@ -19,6 +19,7 @@ from operators.events import COUNT_TYPES, HOUR_MS, InventoryEvent, ItemParams, S
 from operators.policy import Detection, ItemDefaults
 from operators.profile import StoreProfile
 
+CLOSED_INTENSITY = 0.1  # hours below a tenth of the week's mean intensity count as closed
 PROMO_MS = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
 SPARK_HOURS = 24
 
@@ -29,7 +30,7 @@ class ItemState:
     __slots__ = (
         "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
         "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
-        "hour0", "hourly", "episodes", "due", "p_out",
+        "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale",
     )  # fmt: skip
 
     def __init__(self, t: int) -> None:
@@ -56,6 +57,7 @@ class ItemState:
         self.episodes: dict[str, Episode] | None = None
         self.due = 0  # next event time a quiet item needs a look by the time-driven checks
         self.p_out = 0.0  # last probability of running out within the lead time
+        self.slow_at_sale = False  # the drop statistic was already up at the last sale
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -118,6 +120,7 @@ class ItemState:
             self.s_up = min(cusum_on_event(self.s_up, det.spike_ratio), 2 * det.spike_threshold)
             self.s_dn = cusum_on_event(self.s_dn, det.drop_ratio)
         self.quiet = 0.0
+        self.slow_at_sale = self.s_dn >= det.drop_threshold / 3
         self.last_sale = self.last_event = t
         if self.on_hand is not None:
             # selling from an empty book proves the book wrong: stock is unknown until counted
@@ -271,9 +274,18 @@ class _Context:
         self.armed = warm and item.n_sales >= det.min_history_sales
         self.lift = item.lift(t, det)
         self.base = item.base_rate(prior, det)
-        self.exp_rate = self.base * profile.intensity(t) * self.lift * item.basket()  # units/h now
+        intensity = profile.intensity(t)
+        self.open_now = intensity >= CLOSED_INTENSITY  # a closed store opens no rate alert
+        self.exp_rate = self.base * intensity * self.lift * item.basket()  # units/h now
         self.obs_rate = item.recent_units(t)
         self._day_rate: float | None = None
+        # thresholds grow with the item's pace, so a fast mover's many chances to fluctuate do not
+        # buy it more false alarms per day than a slow one
+        per_day = self.base * 24
+        pace = math.log(max(1.0, per_day / det.threshold_rate_per_day))
+        self.h_spike = det.spike_threshold + pace
+        self.h_drop = det.drop_threshold + pace
+        self.h_phantom = max(det.phantom_threshold, math.log(max(per_day, 1e-9) / det.phantom_false_alarms_per_day))
 
     @property
     def day_rate(self) -> float:
@@ -300,7 +312,7 @@ class _Context:
 
     def spike(self, is_open: bool) -> Condition:
         item, det = self.item, self.det
-        active = item.p >= det.prior_weight_hours and (item.s_up >= det.spike_threshold or (is_open and item.s_up > 0))
+        active = item.p >= det.prior_weight_hours and (item.s_up >= self.h_spike or (is_open and item.s_up > 0))
         promo = ""
         if self.lift > 1:
             promo = f" during promotion {item.promo}, {self.obs_rate / max(self.exp_rate, 1e-9):.1f}x its expected lift"
@@ -310,14 +322,18 @@ class _Context:
             confidence(item.s_up, det.prior_change_odds),
             max(self.obs_rate - self.exp_rate, 0.0) * self.lead * self.price,
             f"Selling {self.obs_rate:.1f} units/h against {self.exp_rate:.1f} expected{promo}: "
-            f"more than chance explains (evidence {item.s_up:.1f} > {det.spike_threshold:g}).",
-            {"cusum": item.s_up, "threshold": det.spike_threshold, "promo_lift": self.lift},
+            f"more than chance explains (evidence {item.s_up:.1f}, alarm at {self.h_spike:.1f}).",
+            {"cusum": item.s_up, "threshold": self.h_spike, "promo_lift": self.lift},
         )
 
     def phantom(self, is_open: bool) -> Condition:
         item, det = self.item, self.det
         book = (item.on_hand or 0) - item.reserved
-        active = self.armed and book > 0 and (item.quiet >= det.phantom_threshold or (is_open and item.quiet > 0))
+        # an item that was already selling slowly explains a silence better by a drop: judge it
+        # at the dropped rate; one that sold normally until it went silent is judged at its own
+        silence = item.quiet * (det.drop_ratio if item.slow_at_sale else 1.0)
+        opens = silence >= self.h_phantom and self.open_now
+        active = self.armed and book > 0 and (opens or (is_open and item.quiet > 0))
         silent_h = (self.t - item.last_sale) / HOUR_MS if item.last_sale is not None else 0.0
         return self._make(
             "PHANTOM_INVENTORY",
@@ -326,13 +342,18 @@ class _Context:
             self.day_rate * self.lead * self.price,
             f"No sale for {silent_h:.1f} h while {item.quiet:.1f} were expected and the books show "
             f"{item.on_hand} on hand: count the shelf.",
-            {"expected_sales_in_run": item.quiet, "p_value": math.exp(-item.quiet), "on_hand": float(book)},
+            {
+                "expected_sales_in_run": item.quiet,
+                "p_value": math.exp(-item.quiet),
+                "threshold": self.h_phantom,
+                "on_hand": float(book),
+            },  # fmt: skip
         )
 
     def drop(self, is_open: bool, phantom: bool) -> Condition:
         """A silent run with stock is phantom inventory and an empty shelf a stockout, not a drop."""
         item, det = self.item, self.det
-        opens = item.s_dn >= det.drop_threshold and not phantom and not item.out_of_stock()
+        opens = item.s_dn >= self.h_drop and not phantom and not item.out_of_stock() and self.open_now
         active = self.armed and (opens or (is_open and item.s_dn > 0))
         return self._make(
             "DEMAND_DROP",
@@ -340,8 +361,8 @@ class _Context:
             confidence(item.s_dn, det.prior_change_odds),
             max(self.day_rate - self.obs_rate, 0.0) * 24 * self.price,
             f"Selling {self.obs_rate:.1f} units/h against {self.exp_rate:.1f} expected at this hour: demand has "
-            f"fallen well below normal (evidence {item.s_dn:.1f} > {det.drop_threshold:g}).",
-            {"cusum": item.s_dn, "threshold": det.drop_threshold},
+            f"fallen well below normal (evidence {item.s_dn:.1f}, alarm at {self.h_drop:.1f}).",
+            {"cusum": item.s_dn, "threshold": self.h_drop},
         )
 
     def out_of_stock(self) -> Condition:

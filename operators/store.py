@@ -4,10 +4,13 @@ A store is the unit of keyed state: its items share one seasonal profile and one
 Events are buffered until the watermark (newest event time seen minus the allowed lateness)
 passes them, then applied in event-time order, ties broken by kind and id, so any arrival order
 within the lateness gives the same alerts. Time-driven checks (drops, phantom inventory,
-stockouts) run on a fixed event-time grid. An event more than the allowed lateness behind the
-newest event of its own input (topic partition or file) is a LATE dead letter: lateness is a
-property of each stream, not of how the streams happen to interleave. Repeated ``event_id``s
-are dropped and counted.
+stockouts) run on a fixed event-time grid. The store's clock follows the slowest input stream
+still active. An event more than the allowed lateness behind the newest event of its own input
+(topic partition or file) is a LATE dead letter: lateness is a property of each stream, not of
+how streams interleave. An event from a stream that was quiet for ``stream_idle_s`` and resumes
+behind the store's clock is not late by that rule; it is applied on arrival, so nothing valid is
+lost, though decisions taken meanwhile did not know it. Repeated ``event_id``s are dropped and
+counted.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ class StoreState:
     """Keyed state of one store (see the module docstring for the rules)."""
 
     __slots__ = (
-        "store_id", "profile", "items", "params", "buffer", "first_seen", "max_seen", "stream_max", "next_tick",
-        "due", "seen", "seen_pruned",
+        "store_id", "profile", "items", "params", "buffer", "first_seen", "max_seen", "stream_max", "released",
+        "next_tick", "due", "seen", "seen_pruned",
     )  # fmt: skip
 
     def __init__(self, store_id: str) -> None:
@@ -63,6 +66,7 @@ class StoreState:
         self.first_seen: int | None = None
         self.max_seen: int | None = None
         self.stream_max: dict[tuple[str, int], int] = {}  # newest event time per input stream
+        self.released: int | None = None  # events before this time are applied
         self.next_tick: int | None = None
         self.due: list[tuple[int, str]] = []  # (due time, sku): when quiet items need a look
         self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
@@ -104,7 +108,7 @@ class StoreState:
                 self.max_seen = ev.event_time
         if self.max_seen is not None:
             self._release(self.watermark(policy), policy, out)
-            self._prune_seen(self.max_seen - lateness - int(policy.detection.dedup_horizon_s * 1000))
+            self._prune_seen(self.max_seen - int(policy.detection.dedup_horizon_s * 1000))
         return out
 
     def watermark(self, policy: Policy) -> int:
@@ -125,23 +129,27 @@ class StoreState:
         """Apply everything still buffered (end of input)."""
         out = StoreOut()
         if self.buffer:
-            self._release(max(t for t, *_ in self.buffer), policy, out)
+            self._release(max(t for t, *_ in self.buffer) + 1, policy, out)
         return out
 
     # -- internals ------------------------------------------------------------------------------
     def _release(self, upto: int, policy: Policy, out: StoreOut) -> None:
+        """Apply, in event-time order, every buffered event before ``upto``; the clock moves to it."""
+        if self.released is not None and upto <= self.released:
+            return
         tick_ms = int(policy.detection.tick_minutes * 60_000)
-        while self.buffer and self.buffer[0][0] <= upto:
+        while self.buffer and self.buffer[0][0] < upto:
             t, _, _, ev = heapq.heappop(self.buffer)
             if self.next_tick is None:
                 self.first_seen, self.next_tick = t, (t // tick_ms + 1) * tick_ms
-            self._ticks(t, tick_ms, policy, out)
+            self._ticks(t + 1, tick_ms, policy, out)  # a tick at t looks before the events at t
             self._apply(ev, policy, out)
         self._ticks(upto, tick_ms, policy, out)
+        self.released = upto
 
-    def _ticks(self, upto: int, tick_ms: int, policy: Policy, out: StoreOut) -> None:
-        """Time-driven checks: each tick looks only at the items that are due (a heap)."""
-        while self.next_tick is not None and self.next_tick <= upto:
+    def _ticks(self, before: int, tick_ms: int, policy: Policy, out: StoreOut) -> None:
+        """Time-driven checks on the grid before ``before``; each looks only at due items (a heap)."""
+        while self.next_tick is not None and self.next_tick < before:
             t = self.next_tick
             self.profile.advance(t)
             prior, warm = self.prior(), self._warm(t, policy)
@@ -223,9 +231,6 @@ class StoreState:
             warm=self._warm(t, policy),
             stock_changed=stock_changed,
         )
-        tick = t + int(policy.detection.tick_minutes * 60_000)
-        item.due = tick if _open(item) else max(item.due, tick)  # open alerts: look every tick
-        heapq.heappush(self.due, (item.due, sku))
         for cond in conds:
             episodes = item.episodes or {}
             old = episodes.get(cond.alert_type)
@@ -257,12 +262,16 @@ class StoreState:
                     confidence=round(cond.confidence, 4),
                     hours_to_stockout=None if cond.hours_to_stockout is None else round(cond.hours_to_stockout, 2),
                     revenue_at_risk=None if cond.revenue_at_risk is None else round(cond.revenue_at_risk, 2),
-                    reason=cond.reason if status != "RESOLVED" else f"Resolved: {_resolved(cond.alert_type)}",
+                    reason=cond.reason if status != "RESOLVED" else f"Resolved: {_resolved(cond.alert_type, item)}",
                     model_version=MODEL_VERSION,
                     evidence=evidence,
                 )
             )
             out.changed.add(sku)
+        tick_ms = int(policy.detection.tick_minutes * 60_000)
+        next_tick = (t // tick_ms + 1) * tick_ms
+        item.due = next_tick if _open(item) else max(item.due, next_tick)  # open alerts: every tick
+        heapq.heappush(self.due, (item.due, sku))
 
     def _replenish(self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut) -> None:
         pos = item.position()
@@ -340,7 +349,9 @@ def _param(params: ItemParams | None, name: str, default: float) -> float:
     return default if value is None else value
 
 
-def _resolved(alert_type: str) -> str:
+def _resolved(alert_type: str, item: ItemState) -> str:
+    if alert_type == "STOCKOUT_RISK" and item.out_of_stock():
+        return "the shelf is empty now (see OUT_OF_STOCK)."
     return {
         "DEMAND_SPIKE": "sales are back within the expected range.",
         "DEMAND_DROP": "sales are back within the expected range.",

@@ -49,11 +49,6 @@ def test_confidence_saturates_at_one_for_overwhelming_evidence() -> None:
     assert confidence(34.0, 0.01) < 1.0
 
 
-@pytest.mark.xfail(
-    reason="BUG: operators/detectors.py:18 math.exp(-x) overflows (OverflowError) for x < -709; "
-    "a numerically stable logistic should return ~0",
-    strict=True,
-)
 def test_confidence_of_overwhelming_evidence_against_a_change_is_zero_not_an_error() -> None:
     assert confidence(-1000.0, 0.01) == pytest.approx(0.0, abs=1e-300)
 

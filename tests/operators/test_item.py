@@ -129,11 +129,6 @@ def test_conditions_before_warm_up_only_see_stock() -> None:
     assert not any(c.active for c in conds)
 
 
-@pytest.mark.xfail(
-    reason="BUG: operators/item.py:313 and :343 (_Context.spike/drop): the reason always says 'evidence X > "
-    "threshold', also for an open episode kept alive below the threshold ('evidence 4.0 > 9')",
-    strict=True,
-)
 def test_reasons_do_not_overstate_the_evidence() -> None:
     p, item = StoreProfile(), ItemState(T0)
     for i in range(100):
@@ -183,7 +178,7 @@ def test_a_spike_opens_within_the_hour(spike: Run) -> None:
     assert 0 < delay_min < 60, delay_min
     assert first.observed_rate > 1.5 * first.expected_rate
     assert first.confidence > 0.9
-    assert first.evidence["cusum"] >= first.evidence["threshold"] == DET.spike_threshold
+    assert first.evidence["cusum"] >= first.evidence["threshold"] >= DET.spike_threshold
     assert first.evidence["episode_start_ms"] == first.event_time
     assert first.severity in ("MEDIUM", "HIGH", "CRITICAL")
     assert all(a.alert_type == "DEMAND_SPIKE" and a.sku == "A" for a in spike.alerts)  # nothing else
@@ -197,13 +192,6 @@ def test_a_spike_resolves_after_it_ends(spike: Run) -> None:
     assert resolved.reason.startswith("Resolved:")
 
 
-@pytest.mark.xfail(
-    reason="BUG: operators/store.py:226-227 StoreState._decide: an item's next look is `t + tick` from its last event "
-    "and `_open(item)` is read before the episode opens, so an item selling every few minutes is never "
-    "looked at by the ticks: its spike stays OPEN until the store closes (22:15) instead of resolving "
-    "within a few hours of the spike's end (15:00)",
-    strict=True,
-)
 def test_a_spike_resolves_within_hours_of_its_end(spike: Run) -> None:
     resolved = spike.of("DEMAND_SPIKE", status="RESOLVED")[0]
     assert resolved.event_time < SPIKE_END + 4 * HOUR_MS, (resolved.event_time - SPIKE_END) / HOUR_MS
@@ -267,12 +255,6 @@ def test_a_demand_drop_is_one_episode(drop: Run) -> None:
     assert not drop.of("DEMAND_DROP", "A", "RESOLVED")
 
 
-@pytest.mark.xfail(
-    reason="BUG: operators/item.py:100 and _Context.phantom: the zero-run statistic `quiet` "
-    "is scored at the pre-drop rate, so after a drop to a quarter every ordinary 40-60 minute gap "
-    "between sales opens PHANTOM_INVENTORY (5 episodes on one drop, the first before the drop opens)",
-    strict=True,
-)
 def test_a_demand_drop_is_not_phantom_inventory(drop: Run) -> None:
     assert not drop.of("PHANTOM_INVENTORY", "A")
 
@@ -307,12 +289,6 @@ def test_a_replenishment_trigger_comes_before_the_shelf_is_empty(stockout: Run) 
     assert all(t.sku == "A" for t in stockout.triggers)  # the others hold 5000
 
 
-@pytest.mark.xfail(
-    reason="BUG: operators/store.py:347 _resolved: when the shelf empties, STOCKOUT_RISK is RESOLVED with "
-    "'the inventory position covers the lead time again', the opposite of what happened; the reason "
-    "should say the risk became OUT_OF_STOCK (or the episode should stay open until stock returns)",
-    strict=True,
-)
 def test_a_stockout_risk_ended_by_running_out_does_not_claim_the_position_recovered(stockout: Run) -> None:
     out = opened(stockout, "OUT_OF_STOCK")[0]
     at_out = [a for a in stockout.of("STOCKOUT_RISK", "A", "RESOLVED") if a.event_time == out]
@@ -329,12 +305,6 @@ def test_a_stationary_store_raises_no_demand_alerts() -> None:
     assert run.counts == {("sales", "ok"): n_sales, ("inventory", "ok"): 5}
 
 
-@pytest.mark.xfail(
-    reason="BUG: operators/item.py:85-100 ItemState.advance: the zero-run and drop evidence keep accruing overnight "
-    "(a closed hour's learned intensity is small but not zero while the profile is young), so a quiet "
-    "last half hour before closing opens PHANTOM_INVENTORY at 06:30, before the store opens",
-    strict=True,
-)
 def test_no_alert_opens_while_the_store_is_closed() -> None:
     s = store_stream(flat(10))
     quiet_from, reopen = DAY2 + 21 * HOUR_MS + 30 * MINUTE_MS, DAY2 + DAY_MS + 8 * HOUR_MS
