@@ -20,6 +20,7 @@ log = logging.getLogger("demandsense.sinks")
 
 Out = Alert | Trigger | DeadLetter
 KINDS = {Alert: "Alert", Trigger: "ReplenishmentTrigger", DeadLetter: "DeadLetter"}
+CONSUMER_ONLY = {"group.id", "enable.auto.commit", "enable.partition.eof", "fetch.queue.backoff.ms"}
 
 
 def to_record(item: Out, now_ms: int) -> dict[str, Any]:
@@ -41,7 +42,8 @@ def record_key(item: Out) -> str | None:
 
 class _KafkaPartition(StatelessSinkPartition[Out]):
     def __init__(self, config: dict, topics: dict[str, str], fmt: str, registry_url: str | None) -> None:
-        self._producer = Producer({"linger.ms": 5, "acks": "all", **config})
+        producer_config = {k: v for k, v in config.items() if k not in CONSUMER_ONLY}
+        self._producer = Producer({"linger.ms": 5, "acks": "all", **producer_config})
         self._topics = topics
         self._codecs = {k: make_codec(fmt, k, topic=topics[k], registry_url=registry_url) for k in topics}
 

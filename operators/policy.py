@@ -36,6 +36,17 @@ class Detection:
     prior_change_odds: float = 0.01  # prior odds of a change, turning likelihood ratios into confidence
     idle_hours: float = 72.0  # after this long without events an item sheds its detail
 
+    def __post_init__(self) -> None:
+        _require(self.spike_ratio > 1, "detection.spike_ratio must be above 1")
+        _require(0 < self.drop_ratio < 1, "detection.drop_ratio must be between 0 and 1")
+        _require(0 < self.stockout_risk < 1, "detection.stockout_risk must be between 0 and 1")
+        _require(self.tick_minutes > 0, "detection.tick_minutes must be above 0")
+        _require(self.allowed_lateness_s >= 0, "detection.allowed_lateness_s must be 0 or more")
+        _require(self.memory_hours > 0, "detection.memory_hours must be above 0")
+        for name in ("spike_threshold", "drop_threshold", "phantom_threshold", "phantom_false_alarms_per_day",
+                     "threshold_rate_per_day", "prior_change_odds"):  # fmt: skip
+            _require(getattr(self, name) > 0, f"detection.{name} must be above 0")
+
 
 @dataclass(frozen=True, slots=True)
 class ItemDefaults:
@@ -50,6 +61,13 @@ class ItemDefaults:
     max_qty: int = 24
     cycle_hours: float = 72.0  # demand an order should cover beyond the lead time (review cycle)
 
+    def __post_init__(self) -> None:
+        _require(0 < self.service_level < 1, "items.service_level must be between 0 and 1")
+        _require(self.pack_size >= 1, "items.pack_size must be 1 or more")
+        _require(self.lead_time_hours > 0, "items.lead_time_hours must be above 0")
+        _require(0 <= self.min_qty <= self.max_qty, "items.min_qty must be between 0 and items.max_qty")
+        _require(self.unit_price >= 0 and self.unit_cost >= 0, "items.unit_price and unit_cost must be 0 or more")
+
 
 @dataclass(frozen=True, slots=True)
 class Governance:
@@ -59,6 +77,9 @@ class Governance:
     max_auto_value: float = 2_500.0
     min_history_sales: int = 20  # fewer sales than this: the model is unsure, use static min-max
     stale_hours: float = 168.0  # inventory not counted for this long: stale, use static min-max
+
+    def __post_init__(self) -> None:
+        _require(self.max_auto_qty >= 0 and self.max_auto_value >= 0, "governance limits must be 0 or more")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +115,11 @@ class Policy:
                 raise ValueError(f"unknown policy section [{name}]; expected one of {sorted(sections)}")
             kwargs[name] = _section(sections[name], name, value)
         return cls(**kwargs)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
 
 
 def _section(kind: type, name: str, values: dict[str, Any]) -> Any:

@@ -1,0 +1,73 @@
+"""The command line: clear one-line errors, never a traceback; `simulate` writes its files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from demandsense.embedded import free_port
+
+
+def _cli(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "demandsense.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _one_clear_line(run: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in run.stderr
+    assert any(all(w in line for w in words) for line in lines), run.stderr
+    assert lines[-1].startswith("demandsense"), run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("simulate", "--out", "x", "--stores", "0"), ("--stores", "must be 1 or more")),
+        (("simulate", "--days", "soon"), ("--days", "invalid")),
+        (("simulate",), ("--out", "--bootstrap-servers")),
+        (("replay", "--sales", "no-such.jsonl", "--alerts-out", "a.jsonl"), ("no such file", "no-such.jsonl")),
+        (("replay", "--alerts-out", "a.jsonl"), ("--sales",)),
+        (("run",), ("--bootstrap-servers",)),
+        (("run", "--bootstrap-servers", "h:1", "--format", "xml"), ("--format", "xml")),
+        (("frobnicate",), ("invalid choice", "frobnicate")),
+        (("top",), ("--redis-url",)),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(args: tuple[str, ...], words: tuple[str, ...], tmp_path: Path) -> None:
+    _one_clear_line(_cli(*args), *words)
+
+
+def test_a_bad_policy_file_is_named_with_the_offending_key(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text("")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[items]\nservice_level = 1.5\n")
+    run = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl", "--policy", policy)
+    _one_clear_line(run, "policy.toml", "service_level")
+
+
+def test_an_unreachable_broker_is_one_line_naming_it(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    run = _cli("simulate", "--bootstrap-servers", address, "--stores", "1", "--skus", "5", "--days", "1")
+    _one_clear_line(run, address, "did not answer")
+
+
+def test_help_lists_every_command() -> None:
+    run = _cli("--help")
+    assert run.returncode == 0
+    for command in ("demo", "run", "replay", "simulate", "top", "show", "view"):
+        assert command in run.stdout
+
+
+def test_simulate_writes_a_week_of_five_stores(tmp_path: Path) -> None:
+    run = _cli("simulate", "--out", tmp_path, "--stores", "5", "--skus", "200", "--days", "7")
+    assert run.returncode == 0, run.stderr
+    for name in ("sales", "inventory", "items", "labels"):
+        assert (tmp_path / f"{name}.jsonl").stat().st_size > 0
+    labels = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert {lab["scenario"] for lab in labels} >= {"DEMAND_SPIKE", "DEMAND_DROP", "STOCKOUT", "PHANTOM_INVENTORY"}
