@@ -53,8 +53,8 @@ class StoreState:
     """Keyed state of one store (see the module docstring for the rules)."""
 
     __slots__ = (
-        "store_id", "profile", "items", "params", "buffer", "first_seen", "max_seen", "stream_max", "released",
-        "next_tick", "due", "seen", "seen_pruned",
+        "store_id", "profile", "items", "params", "category_items", "category_sales", "buffer", "first_seen",
+        "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned",
     )  # fmt: skip
 
     def __init__(self, store_id: str) -> None:
@@ -62,6 +62,8 @@ class StoreState:
         self.profile = StoreProfile()
         self.items: dict[str, ItemState] = {}
         self.params: dict[str, ItemParams] = {}
+        self.category_items: dict[str, int] = {}  # items with master data, by category
+        self.category_sales: dict[str | None, int] = {}  # sale lines by category (None: unknown)
         self.buffer: list[tuple[int, int, str, Sale | InventoryEvent]] = []
         self.first_seen: int | None = None
         self.max_seen: int | None = None
@@ -85,7 +87,7 @@ class StoreState:
         lateness = int(policy.detection.allowed_lateness_s * 1000)
         for ev in events:
             if isinstance(ev, ItemParams):
-                self.params[ev.sku] = ev
+                self._set_params(ev)
                 out.count("items", "ok")
                 continue
             stream = (ev.origin.source, ev.origin.partition) if ev.origin else ("", -1)
@@ -152,13 +154,13 @@ class StoreState:
         while self.next_tick is not None and self.next_tick < before:
             t = self.next_tick
             self.profile.advance(t)
-            prior, warm = self.prior(), self._warm(t, policy)
+            warm = self._warm(t, policy)
             while self.due and self.due[0][0] <= t:
                 due, sku = heapq.heappop(self.due)
                 item = self.items.get(sku)
                 if item is None or item.due != due:
                     continue  # superseded by a later look
-                item.advance(t, self.profile, prior, policy.detection, warm)
+                item.advance(t, self.profile, self.prior(sku), policy.detection, warm)
                 self._decide(sku, item, t, policy, out, stock_changed=False)
             if t % DAY_MS == 0:
                 self._sweep(t, policy, out)
@@ -178,9 +180,11 @@ class StoreState:
         item = self.items.get(ev.sku)
         if item is None:
             item = self.items[ev.sku] = ItemState(ev.event_time)
-        prior, warm = self.prior(), self._warm(ev.event_time, policy)
+        prior, warm = self.prior(ev.sku), self._warm(ev.event_time, policy)
         if isinstance(ev, Sale):
             self.profile.record_sale(ev.event_time)
+            category = self._category(ev.sku)
+            self.category_sales[category] = self.category_sales.get(category, 0) + 1
             item.on_sale(ev, self.profile, prior, policy.detection, warm)
         else:
             item.on_inventory(ev, self.profile, prior, policy.detection, warm)
@@ -188,13 +192,21 @@ class StoreState:
         self._decide(ev.sku, item, ev.event_time, policy, out)
         self._replenish(ev.sku, item, ev.event_time, policy, out)
 
+    def _set_params(self, params: ItemParams) -> None:
+        old = self._category(params.sku)
+        if old is not None:
+            self.category_items[old] -= 1
+        self.params[params.sku] = params
+        if params.category is not None:
+            self.category_items[params.category] = self.category_items.get(params.category, 0) + 1
+
     def _warm(self, t: int, policy: Policy) -> bool:
         return self.first_seen is not None and t - self.first_seen >= policy.detection.warmup_hours * HOUR_MS
 
     def view(self, sku: str, policy: Policy) -> dict[str, Any]:
         """What analysts see of one item now: rates, stock, risk and open alerts."""
         item, t = self.items[sku], self.items[sku].t
-        prior, det = self.prior(), policy.detection
+        prior, det = self.prior(sku), policy.detection
         episodes = item.episodes or {}
         open_types = tuple(sorted(k for k, e in episodes.items() if e.open))
         last = max(episodes.items(), key=lambda kv: kv[1].emitted_at, default=None)
@@ -212,9 +224,22 @@ class StoreState:
             "hourly_units": tuple(item.hourly or ()),
         }
 
-    def prior(self) -> float:
-        """Transactions per hour of the store's average item: what a new item borrows."""
-        return self.profile.mean_rate() / max(1, len(self.items))
+    def prior(self, sku: str) -> float:
+        """Transactions per hour of an average item of the store and category: what a new item borrows.
+
+        The store's rate, times the category's share of the store's sales, spread over the
+        category's items; items without a known category borrow from the whole store.
+        """
+        category = self._category(sku)
+        total = sum(self.category_sales.values())
+        if category is None or not total:
+            return self.profile.mean_rate() / max(1, len(self.items))
+        share = self.category_sales.get(category, 0) / total
+        return self.profile.mean_rate() * share / max(1, self.category_items.get(category, 1))
+
+    def _category(self, sku: str) -> str | None:
+        params = self.params.get(sku)
+        return params.category if params is not None else None
 
     def _decide(
         self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut, *, stock_changed: bool = True
@@ -224,7 +249,7 @@ class StoreState:
         conds = item.conditions(
             t,
             self.profile,
-            self.prior(),
+            self.prior(sku),
             params,
             policy.items,
             policy.detection,
@@ -283,8 +308,7 @@ class StoreState:
             item.on_order, item.ordered_at = 0, None  # never arrived: stop counting on it
         position = pos + item.on_order
         pack = int(_param(params, "pack_size", d.pack_size))
-        prior = self.prior()
-        mean_l = item.expected_units(t, lead, self.profile, prior, policy.detection)
+        mean_l = item.expected_units(t, lead, self.profile, self.prior(sku), policy.detection)
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         if item.n_sales < gov.min_history_sales or stale:
             plan = static_min_max(
