@@ -1,0 +1,89 @@
+"""``demandsense tail``: a plain consumer that prints a topic's records as JSON lines.
+
+For subscribers checking what demandsense publishes (Avro is decoded with the local schemas).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from typing import TextIO
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from demandsense.errors import DemandsenseError, ServiceUnavailable
+from demandsense.serde import RECORD_TYPES, JsonCodec, make_codec
+
+TOPIC_TYPES = {"alerts": "Alert", "triggers": "ReplenishmentTrigger", "dead-letter": "DeadLetter"}
+
+
+def record_type_of(topic: str) -> str:
+    """The record type a topic carries, guessed from its name (``...alerts...`` -> Alert)."""
+    for hint, name in TOPIC_TYPES.items():
+        if hint in topic:
+            return name
+    for name in RECORD_TYPES:
+        if name.lower() in topic.replace("-", "").lower():
+            return name
+    raise DemandsenseError(f"cannot tell which record type {topic!r} carries; pass --record-type")
+
+
+def tail(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    fmt: str = "avro",
+    record_type: str | None = None,
+    from_beginning: bool = True,
+    follow: bool = False,
+    max_messages: int | None = None,
+    out: TextIO = sys.stdout,
+    idle_s: float = 2.0,
+) -> int:
+    """Print the topic's records, one JSON object a line; returns how many were printed."""
+    codec = make_codec(fmt, record_type or record_type_of(topic))
+    json_out = JsonCodec()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"demandsense-tail-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=5)
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"Kafka at {bootstrap_servers} did not answer: {exc}") from exc
+    if topic not in meta.topics or meta.topics[topic].error is not None:
+        raise DemandsenseError(f"topic {topic} does not exist on {bootstrap_servers}")
+    start = -2 if from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
+    parts = sorted(meta.topics[topic].partitions)
+    consumer.assign([TopicPartition(topic, p, start) for p in parts])
+    printed, at_end, last = 0, set(), time.monotonic()
+    try:
+        while max_messages is None or printed < max_messages:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if not follow and (len(at_end) == len(parts) or time.monotonic() - last > idle_s):
+                    break
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition())
+                    continue
+                raise KafkaException(msg.error())
+            last = time.monotonic()
+            at_end.discard(msg.partition())
+            try:
+                line = json_out.encode(codec.decode(msg.value() or b""))
+            except DemandsenseError as exc:
+                line = orjson.dumps({"undecodable": str(exc), "offset": msg.offset()})
+            out.write(line.decode() + "\n")
+            printed += 1
+        out.flush()
+    finally:
+        consumer.close()
+    return printed
