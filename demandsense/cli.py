@@ -135,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--days", type=_positive_float, default=7.0)
     sim.add_argument("--seed", type=int, default=42)
 
+    tail = sub.add_parser("tail", help="print a topic's records as JSON lines (a plain consumer)")
+    tail.add_argument(
+        "--bootstrap-servers", default=env("BOOTSTRAP_SERVERS"), required=env("BOOTSTRAP_SERVERS") is None
+    )
+    tail.add_argument("--topic", default="retail.demand-alerts.v1", help="(%(default)s)")
+    tail.add_argument("--format", choices=("avro", "json"), default=env("FORMAT", "avro"), help="(avro)")
+    tail.add_argument("--record-type", help="Alert, ReplenishmentTrigger, DeadLetter... (guessed from the topic)")
+    tail.add_argument("-n", "--max", type=_positive_int, help="stop after this many records")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
+
     top = sub.add_parser("top", help="top risks from Redis")
     top.add_argument("--store")
     top.add_argument("-n", type=_positive_int, default=20)
@@ -255,6 +265,20 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(duration_s=args.duration, stores=args.stores, skus=args.skus, days=args.days, seed=args.seed)
 
 
+def _tail(args: argparse.Namespace) -> int:
+    from demandsense.tail import tail
+
+    tail(
+        args.bootstrap_servers,
+        args.topic,
+        fmt=args.format,
+        record_type=args.record_type,
+        follow=args.follow,
+        max_messages=args.max,
+    )
+    return 0
+
+
 def _redis_client(args: argparse.Namespace):
     from state.views import connect
 
@@ -300,6 +324,7 @@ COMMANDS = {
     "run": _run,
     "replay": _replay,
     "simulate": _simulate,
+    "tail": _tail,
     "top": _top,
     "show": _show,
     "view": _view,

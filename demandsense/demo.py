@@ -78,7 +78,7 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
         bootstrap = broker.bootstrap_servers
         create_topics(bootstrap, [*inputs.values(), *topics.outputs().values()])
         say(f"  Kafka (embedded Tansu) at {bootstrap}, Redis at {redis_server.url}")
-        say(f"  the alert topic, JSON:  kcat -b {bootstrap} -C -t {topics.alerts} -e")
+        say(f"  the alert topic:        demandsense tail --bootstrap-servers {bootstrap} --format json -f")
         say(f"  live views:             demandsense top --redis-url {redis_server.url}")
         say("  the first simulated day is the models' warm-up; alerts follow. Most urgent first in each batch:\n")
         print(f"{'event time':<16}  {'prio':>6}  {'status':<8} {'type':<17} {'store:sku':<15} reason")
