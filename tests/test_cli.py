@@ -60,7 +60,7 @@ def test_an_unreachable_broker_is_one_line_naming_it(tmp_path: Path) -> None:
 def test_help_lists_every_command() -> None:
     run = _cli("--help")
     assert run.returncode == 0
-    for command in ("demo", "run", "replay", "simulate", "top", "show", "view"):
+    for command in ("demo", "run", "replay", "simulate", "tail", "top", "show", "view"):
         assert command in run.stdout
 
 
