@@ -35,6 +35,8 @@ class Detection:
     promo_lift: float = 2.0  # expected lift of a known promotion until the item's own is learned
     prior_change_odds: float = 0.01  # prior odds of a change, turning likelihood ratios into confidence
     idle_hours: float = 72.0  # after this long without events an item sheds its detail
+    max_items_per_store: int = 250_000  # beyond this the longest-idle items without open alerts are evicted
+    max_event_ids_per_store: int = 2_000_000  # dedup memory bound; the oldest ids go first
 
     def __post_init__(self) -> None:
         _require(self.spike_ratio > 1, "detection.spike_ratio must be above 1")

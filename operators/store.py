@@ -110,7 +110,8 @@ class StoreState:
                 self.max_seen = ev.event_time
         if self.max_seen is not None:
             self._release(self.watermark(policy), policy, out)
-            self._prune_seen(self.max_seen - int(policy.detection.dedup_horizon_s * 1000))
+            det = policy.detection
+            self._prune_seen(self.max_seen - int(det.dedup_horizon_s * 1000), det.max_event_ids_per_store)
         return out
 
     def watermark(self, policy: Policy) -> int:
@@ -179,6 +180,8 @@ class StoreState:
     def _apply(self, ev: Sale | InventoryEvent, policy: Policy, out: StoreOut) -> None:
         item = self.items.get(ev.sku)
         if item is None:
+            if len(self.items) >= policy.detection.max_items_per_store:
+                out.evicted += self._evict(len(self.items) // 100 + 1)
             item = self.items[ev.sku] = ItemState(ev.event_time)
         prior, warm = self.prior(ev.sku), self._warm(ev.event_time, policy)
         if isinstance(ev, Sale):
@@ -357,10 +360,21 @@ class StoreState:
         item.ordered_at = t
         out.changed.add(sku)
 
-    def _prune_seen(self, floor: int) -> None:
-        if len(self.seen) < 2 * self.seen_pruned + 1024:
+    def _evict(self, n: int) -> int:
+        """Drop the ``n`` longest-idle items without an open alert (a hostile or runaway catalogue)."""
+        idle = sorted((item.last_event, sku) for sku, item in self.items.items() if not _open(item))
+        for _, sku in idle[:n]:
+            del self.items[sku]
+        return min(n, len(idle))
+
+    def _prune_seen(self, floor: int, cap: int) -> None:
+        """Forget event ids older than ``floor``, and the oldest beyond ``cap`` ids (bounded memory)."""
+        if len(self.seen) < 2 * self.seen_pruned + 1024 and len(self.seen) <= cap:
             return
-        self.seen = {k: t for k, t in self.seen.items() if t >= floor}
+        kept = {k: t for k, t in self.seen.items() if t >= floor}
+        if len(kept) > cap:
+            kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[len(kept) - cap // 2 :])
+        self.seen = kept
         self.seen_pruned = len(self.seen)
 
 
