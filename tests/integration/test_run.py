@@ -27,7 +27,8 @@ def test_run_processes_a_simulated_stream_and_exits_at_end(kafka_bootstrap, topi
     names = {k: topic_factory() for k in ("sales", "inventory", "items", "alerts", "triggers", "dead")}
     counts = produce(sim, kafka_bootstrap, fmt="avro", topics={k: names[k] for k in ("sales", "inventory", "items")})
     assert counts[names["sales"]] == len(sim.sales)
-    produce_raw(kafka_bootstrap, names["sales"], [(b"S001:POISON", POISON, None)])
+    for stream in ("sales", "inventory", "items"):  # a poison record in each input topic
+        produce_raw(kafka_bootstrap, names[stream], [(b"S001:POISON", POISON, None)])
 
     run = _demandsense(
         "run", "--bootstrap-servers", kafka_bootstrap, "--from-beginning", "--exit-at-end", "--metrics-port", "0",
@@ -45,7 +46,8 @@ def test_run_processes_a_simulated_stream_and_exits_at_end(kafka_bootstrap, topi
     assert alerts and triggers
     assert {a["alert_type"] for a in alerts} >= {"DEMAND_SPIKE", "OUT_OF_STOCK"}
     poison = [d for d in dead if d["raw"] == POISON]
-    assert len(poison) == 1 and poison[0]["stage"] == "decode" and poison[0]["source_topic"] == names["sales"]
+    assert {d["source_topic"] for d in poison} == {names[k] for k in ("sales", "inventory", "items")}
+    assert len(poison) == 3 and all(d["stage"] == "decode" and d["reason"] == "malformed" for d in poison)
 
     # the same data replayed from files gives the same alert ids: one dataflow, two edges, event-time order
     write_files(sim, tmp_path)
