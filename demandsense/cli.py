@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
+import os
+import shutil
+import signal
+import sqlite3
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
+from demandsense import logs
 from demandsense.errors import DemandsenseError
 from demandsense.settings import env, kafka_config, load_policy
 
@@ -86,8 +92,22 @@ def _redis_args(url: str | None) -> dict | None:
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and flags."""
     parser = _Parser(prog="demandsense", description="Streaming demand sensing for retail.")
-    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"), help="(INFO)")
+    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"), help="(INFO; env DEMANDSENSE_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=env("LOG_FORMAT", "text"),
+        help="text, or one JSON object per line (text; env DEMANDSENSE_LOG_FORMAT)",
+    )
+    # the log flags work before or after the command (``demandsense run --log-format json``)
+    logging_flags = argparse.ArgumentParser(add_help=False)
+    logging_flags.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    logging_flags.add_argument(
+        "--log-format", choices=("text", "json"), default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: add_parser(*a, parents=[logging_flags], **kw)  # type: ignore[method-assign]
 
     demo = sub.add_parser("demo", help="embedded broker, Redis and simulator; prints alerts live")
     demo.add_argument("--duration", type=_positive_float, default=90.0, help="seconds to run (90)")
@@ -103,17 +123,50 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--policy", type=_existing_file, default=env("POLICY"), help="policy TOML (env DEMANDSENSE_POLICY)"
     )
-    run.add_argument("--recovery-dir", type=Path, default=env("RECOVERY_DIR"), help="Bytewax recovery snapshots")
     run.add_argument(
-        "--snapshot-interval", type=_positive_float, default=float(env("SNAPSHOT_INTERVAL", "30")), help="seconds (30)"
+        "--recovery-dir",
+        type=Path,
+        default=env("RECOVERY_DIR"),
+        help="Bytewax recovery snapshots; created with this process's share of partitions on first use; "
+        "restarting with the same directory resumes from the last snapshot (env DEMANDSENSE_RECOVERY_DIR)",
     )
-    run.add_argument("--metrics-port", type=int, default=int(env("METRICS_PORT", "9100")), help="(9100; 0 disables)")
+    run.add_argument(
+        "--snapshot-interval",
+        type=_positive_float,
+        default=float(env("SNAPSHOT_INTERVAL", "30")),
+        help="seconds between snapshots, the Bytewax epoch interval (30; env DEMANDSENSE_SNAPSHOT_INTERVAL)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("METRICS_PORT", "9100")),
+        help="port of /metrics, /healthz and /readyz (9100; 0 disables; env DEMANDSENSE_METRICS_PORT)",
+    )
     run.add_argument("--workers", type=_positive_int, default=int(env("WORKERS", "1")), help="per process (1)")
-    run.add_argument("--process-id", type=int, default=env("PROCESS_ID"), help="this process in a cluster")
-    run.add_argument("--addresses", default=env("ADDRESSES"), help="host:port;host:port of every process")
+    run.add_argument(
+        "--process-id",
+        type=int,
+        default=env("PROCESS_ID"),
+        help="this process's index in --addresses (env DEMANDSENSE_PROCESS_ID)",
+    )
+    run.add_argument(
+        "--addresses",
+        default=env("ADDRESSES"),
+        help="host:port;host:port of every process of a cluster, in process-id order (env DEMANDSENSE_ADDRESSES)",
+    )
     run.add_argument("--group-id", default=env("GROUP_ID", "demandsense"), help="(demandsense)")
-    run.add_argument("--from-beginning", action="store_true", default=_env_flag("FROM_BEGINNING"))
-    run.add_argument("--exit-at-end", action="store_true", default=_env_flag("EXIT_AT_END"))
+    run.add_argument(
+        "--from-beginning",
+        action="store_true",
+        default=_env_flag("FROM_BEGINNING"),
+        help="partitions without a snapshot start at their earliest offset (else at the end)",
+    )
+    run.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        default=_env_flag("EXIT_AT_END"),
+        help="stop once every input partition reached the end offset it had at start",
+    )
     run.add_argument("--print-alerts", action="store_true", help="also print alerts on stdout")
 
     replay = sub.add_parser("replay", help="the same dataflow over JSONL files, in event time")
@@ -164,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``demandsense`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        logs.setup(args.log_level, args.log_format)
+    except ValueError as exc:
+        parser.error(f"--log-level/--log-format: {exc}")
     try:
         return COMMANDS[args.command](args)
     except DemandsenseError as exc:
@@ -191,13 +247,32 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> tuple[int, list[str] | None]:
+    """(process id, addresses) from the flags; one process when no addresses are given."""
+    if not args.addresses:
+        return 0, None
+    addresses = [a.strip() for a in args.addresses.split(";") if a.strip()]
+    if args.process_id is None:
+        raise DemandsenseError("--addresses needs --process-id (or DEMANDSENSE_PROCESS_ID)")
+    try:
+        pid = int(args.process_id)
+    except ValueError:
+        raise DemandsenseError(f"--process-id must be an integer, got {args.process_id!r}") from None
+    if not 0 <= pid < len(addresses):
+        raise DemandsenseError(f"--process-id {pid} is not an index of the {len(addresses)} --addresses")
+    return pid, addresses
+
+
 def _run(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
     from demandsense import server
+    from flows import sources
     from flows.demand import FlowSettings, KafkaIO, Topics, build_flow
 
+    process_id, addresses = _cluster(args)
+    processes = len(addresses) if addresses else 1
     conf = kafka_config(
         args.bootstrap_servers,
         security_protocol=env("KAFKA_SECURITY_PROTOCOL"),
@@ -213,33 +288,120 @@ def _run(args: argparse.Namespace) -> int:
         args.sales_topic, args.inventory_topic, args.items_topic, args.alerts_topic, args.triggers_topic,
         args.dead_letter_topic,
     )  # fmt: skip
-    io = KafkaIO(conf, topics, args.format, args.schema_registry_url, args.from_beginning, args.exit_at_end)
+    io = KafkaIO(
+        conf, topics, args.format, args.schema_registry_url, args.from_beginning, args.exit_at_end,
+        process_id=process_id, processes=processes, workers=args.workers,
+    )  # fmt: skip
     flow = build_flow(FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url), args.print_alerts))
-    if args.metrics_port:
-        server.serve(args.metrics_port)
-    addresses = args.addresses.split(";") if args.addresses else None
     recovery = None
     if args.recovery_dir is not None:
-        recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir)))
-    server.READY.set()
+        recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))
+    if args.metrics_port:
+        try:
+            server.serve(args.metrics_port)
+        except OSError as exc:
+            raise DemandsenseError(f"cannot serve metrics on port {args.metrics_port}: {exc}") from exc
+    _on_sigterm(sources.request_stop)
+    log.info(
+        "flow starting",
+        extra={
+            "process_id": process_id, "processes": processes, "workers": args.workers,
+            "recovery_dir": str(args.recovery_dir) if args.recovery_dir else None,
+            "snapshot_interval_s": args.snapshot_interval,
+        },
+    )  # fmt: skip
     cli_main(
         flow,
         workers_per_process=args.workers,
-        process_id=int(args.process_id) if addresses else None,
+        process_id=process_id if addresses else None,
         addresses=addresses,
         epoch_interval=timedelta(seconds=args.snapshot_interval),
         recovery_config=recovery,
     )
+    why = "flow stopped" if sources.STOP.is_set() else "flow finished: every input reached its end"
+    log.info(why, extra=_totals())
     return 0
 
 
-def _init_recovery(path: Path, partitions: int = 1) -> Path:
-    """Create the recovery store on first use (an empty directory); reuse it afterwards."""
+def _totals() -> dict[str, int]:
+    """What this process counted (its share in a cluster): for the last log line."""
+    from demandsense import metrics
+
+    def total(counter) -> int:
+        return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
+
+    return {
+        "events_in": total(metrics.EVENTS_IN),
+        "alerts_out": total(metrics.ALERTS_OUT),
+        "triggers_out": total(metrics.TRIGGERS_OUT),
+        "dead_letters": total(metrics.DEAD_LETTERS),
+        "delivery_errors": total(metrics.DELIVERY_ERRORS),
+    }
+
+
+def _on_sigterm(stop) -> None:
+    """First SIGTERM: stop reading and let the flow finish (sinks flushed, final snapshot); second: exit now."""
+
+    def handler(signum: int, frame: object) -> None:
+        if handler.seen:  # type: ignore[attr-defined]
+            log.warning("second SIGTERM: exiting without a clean shutdown")
+            os._exit(128 + signum)
+        handler.seen = True  # type: ignore[attr-defined]
+        log.info("SIGTERM: stopping input; finishing the epoch, flushing outputs and taking a final snapshot")
+        stop()
+
+    handler.seen = False  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _recovery_partitions(path: Path) -> dict[int, int]:
+    """Partition index -> partition count of every Bytewax recovery partition file in ``path``."""
+    found = {}
+    for f in sorted(path.glob("*.sqlite3")):
+        con = sqlite3.connect(f"{f.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            for index, count in con.execute("SELECT part_index, part_count FROM parts"):
+                found[int(index)] = int(count)
+        except sqlite3.DatabaseError as exc:
+            raise DemandsenseError(f"{f} is not a Bytewax recovery partition: {exc}") from exc
+        finally:
+            con.close()
+    return found
+
+
+def _init_recovery(path: Path, process_id: int = 0, processes: int = 1, workers: int = 1) -> Path:
+    """Create this process's share of the recovery partitions on first use; reuse them afterwards.
+
+    Bytewax reads every ``*.sqlite3`` partition in each process's directory; the cluster as a
+    whole must hold all partitions (each in one place is enough) and their count is fixed when
+    they are created. A new cluster gets ``processes x workers`` partitions; process ``p`` holds
+    those with ``index % processes == p``, so a pod with its own volume has just its share, and a
+    directory shared by all processes ends up with all of them. A process that already holds some
+    of its share creates nothing: a partition missing after a change of the process count is
+    reported by Bytewax (``Missing recovery partitions``), never silently re-created empty.
+    """
     from bytewax.recovery import init_db_dir
 
     path.mkdir(parents=True, exist_ok=True)
-    if not any(path.iterdir()):
-        init_db_dir(path, partitions)
+    with (path / ".init.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing one directory start at once
+        held = _recovery_partitions(path)
+        counts = set(held.values())
+        if len(counts) > 1:
+            raise DemandsenseError(f"{path} holds recovery partitions of different counts {sorted(counts)}")
+        count = counts.pop() if counts else processes * workers
+        mine = [i for i in range(count) if i % processes == process_id]
+        if not mine or any(i in held for i in mine):
+            return path
+        tmp = path / f".init-{process_id}-{os.getpid()}"
+        tmp.mkdir()
+        try:
+            init_db_dir(tmp, count)
+            for i in mine:
+                os.replace(tmp / f"part-{i}.sqlite3", path / f"part-{i}.sqlite3")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("created recovery partitions %s of %d in %s", mine, count, path)
     return path
 
 

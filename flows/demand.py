@@ -10,6 +10,7 @@ Shape::
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,10 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from demandsense import metrics
 from demandsense.serde import Codec, JsonCodec, make_codec
 from demandsense.validate import read_event
+from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out
-from flows.sources import Batch, FileBatchSource, KafkaBatchSource
-from operators.events import Alert, DeadLetter, Event, Origin, Trigger
+from flows.sources import CONTROL, Batch, Control, ControlSource, FileBatchSource, KafkaBatchSource, marker_keys
+from operators.events import Alert, DeadLetter, Event, ItemParams, Origin, Trigger
 from operators.policy import Policy
 from operators.store import StoreOut, StoreState
 from state.views import ItemView
@@ -63,6 +65,9 @@ class KafkaIO:
     from_beginning: bool = False
     exit_at_end: bool = False
     duration_s: float | None = None
+    process_id: int = 0  # this process in a cluster
+    processes: int = 1  # processes in the cluster
+    workers: int = 1  # workers per process
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,16 @@ class FlowSettings:
 
 @dataclass(slots=True)
 class Decoded:
-    """A decoded batch: valid events grouped by store, and dead letters."""
+    """A decoded batch: valid events grouped by store, dead letters, and a control marker if it was one.
+
+    ``newest`` is, per store, the newest Kafka timestamp (ms) of its records in the batch: the
+    start of the event-to-alert latency of whatever the batch makes the store emit.
+    """
 
     by_store: dict[str, list[Event]]
     dead: list[DeadLetter]
+    newest: dict[str, int] = field(default_factory=dict)
+    control: Control | None = None
 
 
 class Decoder:
@@ -104,8 +115,11 @@ class Decoder:
 
     def __call__(self, batch: Batch) -> Decoded:
         kind, records = batch
+        if kind == CONTROL:
+            return Decoded({}, [], control=records[0])
         codec, now_ms = self._codecs[kind], int(time.time() * 1000)
         out = Decoded({}, [])
+        newest = out.newest
         dead = 0
         for r in records:
             ev = read_event(
@@ -123,9 +137,56 @@ class Decoder:
                 dead += 1
             else:
                 out.by_store.setdefault(ev.store_id, []).append(ev)
+                if r.timestamp > newest.get(ev.store_id, 0):
+                    newest[ev.store_id] = r.timestamp
         if dead:
             metrics.EVENTS_IN.labels(records[0].source, "dead_letter").inc(dead)
+        if kind == "ItemParams" and len(records) > dead:  # master data is always applied: ok on arrival
+            metrics.EVENTS_IN.labels(records[0].source, "ok").inc(len(records) - dead)
         return out
+
+
+def _by_store(markers: list[str]):
+    """(store_id, (events, newest Kafka ms)) per store of a decoded batch; a control marker goes to every worker."""
+
+    def split(d: Decoded) -> list[tuple[str, tuple[list[Event], int] | Control]]:
+        if d.control is not None:
+            return [(k, d.control) for k in markers]
+        return [(sid, (evs, d.newest.get(sid, 0))) for sid, evs in d.by_store.items()]
+
+    return split
+
+
+class _ProcessGauges:
+    """Process-wide figures summed over the stores this process holds: keys, state bytes, newest event."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
+        self._keys_total = self._bytes_total = 0
+        self.newest_ms = 0
+
+    def keys(self, store: str, n: int) -> None:
+        with self._lock:
+            self._keys_total += n - self._keys.get(store, 0)
+            self._keys[store] = n
+            metrics.ACTIVE_KEYS.set(self._keys_total)
+
+    def size(self, store: str, n: int) -> None:
+        with self._lock:
+            self._bytes_total += n - self._bytes.get(store, 0)
+            self._bytes[store] = n
+            metrics.STATE_BYTES.set(self._bytes_total)
+
+    def event_time(self, ms: int) -> None:
+        if ms > self.newest_ms:
+            self.newest_ms = ms
+        metrics.EVENT_TIME_LAG.set(max(0.0, time.time() - self.newest_ms / 1000))
+
+
+GAUGES = _ProcessGauges()
+SIZE_EVERY_S = 300.0  # without snapshots, a store's pickled size is measured this often
 
 
 @dataclass(slots=True)
@@ -138,44 +199,107 @@ class Sensed:
     views: list[ItemView]
 
 
-class SenseLogic(StatefulLogic[list[Event], Sensed, bytes]):
-    """Bytewax glue around :class:`StoreState`: one per store; snapshots are pickled bytes."""
+DAY_MS = 86_400_000
+EVICTED_KEPT_MS = 365 * DAY_MS  # an evicted SKU that returns within this is counted as a model reset
 
-    def __init__(self, state: StoreState, policy: Policy, with_views: bool) -> None:
+
+class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]):
+    """Bytewax glue around :class:`StoreState`: one per store; snapshots are pickled bytes.
+
+    The snapshot is ``(StoreState, evicted)``: ``evicted`` maps SKUs the store shed after a long
+    idle spell to when, so one that comes back is counted in ``demandsense_model_resets``.
+    """
+
+    def __init__(
+        self, state: StoreState, policy: Policy, with_views: bool, evicted: dict[str, int] | None = None
+    ) -> None:
         self.state, self.policy, self.with_views = state, policy, with_views
+        self.evicted = evicted if evicted is not None else {}
+        self._sized = 0.0  # wall clock of the last state size measurement
 
-    def on_item(self, value: list[Event]) -> tuple[list[Sensed], bool]:
+    def on_item(self, value: tuple[list[Event], int] | Control) -> tuple[list[Sensed], bool]:
+        if isinstance(value, Control):  # a marker key: note it in this process, keep no state
+            (sources.STOP if value.kind == "stop" else sources.DONE).set()
+            return [], StatefulLogic.DISCARD
+        events, newest_ms = value
         if not self.state.store_id:  # the builder does not see the key; the events carry it
-            self.state.store_id = value[0].store_id
-        return [self._sensed(self.state.on_events(value, self.policy))], StatefulLogic.RETAIN
+            self.state.store_id = events[0].store_id
+        before = self._keys_if_evicting(events)
+        out = self.state.on_events(events, self.policy)
+        return [self._sensed(out, newest_ms, before)], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Sensed], bool]:
-        return [self._sensed(self.state.flush(self.policy))], StatefulLogic.RETAIN
+        if sources.STOP.is_set():  # shutting down, not the end of input: keep the buffer for the next run
+            return [], StatefulLogic.RETAIN
+        before = set(self.state.items)
+        return [self._sensed(self.state.flush(self.policy), 0, before)], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((self.state, self.evicted), protocol=pickle.HIGHEST_PROTOCOL)
+        GAUGES.size(self.state.store_id, len(data))
+        self._sized = time.time()
+        return data
 
-    def _sensed(self, out: StoreOut) -> Sensed:
+    def _keys_if_evicting(self, events: list[Event]) -> set[str] | None:
+        """The store's SKUs before a batch that may evict some (a day's sweep, or the item cap), else None."""
+        state, tick = self.state, self.state.next_tick
+        if tick is None or not state.items:
+            return None
+        cap = getattr(self.policy.detection, "max_items_per_store", None)
+        if cap is not None and len(state.items) + len(events) >= cap:
+            return set(state.items)
+        newest = max((e.event_time for e in events if not isinstance(e, ItemParams)), default=0)
+        return set(state.items) if newest >= -(-tick // DAY_MS) * DAY_MS else None
+
+    def _sensed(self, out: StoreOut, newest_ms: int, before: set[str] | None) -> Sensed:
+        now = time.time()
         for (source, outcome), n in out.counts.items():
-            metrics.EVENTS_IN.labels(source, outcome).inc(n)
+            if source != "items":  # item params are counted on decoding, by topic
+                metrics.EVENTS_IN.labels(source, outcome).inc(n)
         for a in out.alerts:
             metrics.ALERTS_OUT.labels(a.alert_type, a.severity).inc()
+        if newest_ms > 0 and out.alerts:
+            latency = max(0.0, now - newest_ms / 1000)
+            for _ in out.alerts:
+                metrics.EVENT_TO_ALERT.observe(latency)
         for t in out.triggers:
             metrics.TRIGGERS_OUT.labels(t.approval).inc()
         for d in out.late:
             metrics.DEAD_LETTERS.labels(d.stage, d.reason).inc()
-        if out.evicted:
-            metrics.KEYS_EVICTED.inc(out.evicted)
-        if self.state.max_seen is not None:
-            metrics.EVENT_TIME_LAG.set(max(0.0, time.time() - self.state.max_seen / 1000))
+        self._resets(out, before)
+        state = self.state
+        if state.max_seen is not None:
+            GAUGES.event_time(state.max_seen)
+        GAUGES.keys(state.store_id, len(state.items))
+        if now - self._sized > SIZE_EVERY_S:
+            self._sized = now
+            GAUGES.size(state.store_id, len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
         views = []
         if self.with_views:
-            sid = self.state.store_id
+            sid = state.store_id
             for sku in out.changed:
-                if sku in self.state.items:
-                    t = self.state.items[sku].t
-                    views.append(ItemView(store_id=sid, sku=sku, event_time=t, **self.state.view(sku, self.policy)))
+                if sku in state.items:
+                    t = state.items[sku].t
+                    views.append(ItemView(store_id=sid, sku=sku, event_time=t, **state.view(sku, self.policy)))
         return Sensed(out.alerts, out.triggers, out.late, views)
+
+    def _resets(self, out: StoreOut, before: set[str] | None) -> None:
+        """Count SKUs that come back after eviction (their models start cold); remember new evictions."""
+        evicted = self.evicted
+        if evicted:
+            back = [sku for sku in out.changed if sku in evicted]
+            for sku in back:
+                del evicted[sku]
+            if back:
+                metrics.MODEL_RESETS.inc(len(back))
+        if out.evicted:
+            metrics.KEYS_EVICTED.inc(out.evicted)
+            if before is not None:
+                when = self.state.released or 0
+                for sku in before.difference(self.state.items):
+                    evicted[sku] = when
+                for sku in [k for k, t in evicted.items() if t < when - EVICTED_KEPT_MS]:
+                    del evicted[sku]
 
 
 class _ViewsPartition(StatelessSinkPartition[Sensed]):
@@ -189,6 +313,9 @@ class _ViewsPartition(StatelessSinkPartition[Sensed]):
         alerts = [a for s in items for a in s.alerts]
         if views or alerts:
             self._views.write(views, alerts)
+
+    def close(self) -> None:
+        self._views.write([], [])  # one last attempt at whatever is still buffered
 
 
 class ViewsSink(DynamicSink[Sensed]):
@@ -205,13 +332,19 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     """The demand-sensing dataflow for ``settings``."""
     flow = Dataflow("demandsense")
     io, policy = settings.io, settings.policy
+    markers: list[str] = []
     if isinstance(io, KafkaIO):
+        if io.processes > 1:
+            markers = marker_keys(io.processes * io.workers)
         source = KafkaBatchSource(
             io.config,
             io.topics.inputs(),
             from_beginning=io.from_beginning,
             exit_at_end=io.exit_at_end,
             duration_s=io.duration_s,
+            align_window_s=align_window_s(policy),
+            reader=io.process_id == 0,
+            markers=markers,
         )
         codecs = {k: make_codec(io.fmt, k, topic=io.topics.inputs()[k], registry_url=io.registry_url) for k in KINDS}
     else:
@@ -220,9 +353,12 @@ def build_flow(settings: FlowSettings) -> Dataflow:
         codecs = {k: JsonCodec() for k in KINDS}
 
     batches = op.input("in", flow, source)  # (kind, [RawRecord])
+    if markers:  # a cluster: process 0 reads, every worker decodes; other processes can ask for a stop
+        control = op.input("control", flow, ControlSource(markers, io.workers))
+        batches = op.redistribute("spread", op.merge("with_control", batches, control))
     decoded = op.map("decode", batches, Decoder(codecs, policy))  # Decoded
     dead = op.flat_map("dead_letters", decoded, lambda d: d.dead)  # DeadLetter
-    per_store = op.flat_map("by_store", decoded, lambda d: list(d.by_store.items()))  # (store_id, [event])
+    per_store = op.flat_map("by_store", decoded, _by_store(markers))  # (store_id, ([event], newest ms))
     keyed = op.stateful("sense", per_store, _builder_for(policy, settings.redis is not None))  # (store_id, Sensed)
     sensed = op.map("unkey", keyed, lambda kv: kv[1])  # Sensed
     alerts = op.flat_map("alerts", sensed, lambda s: s.alerts)  # Alert
@@ -246,10 +382,21 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     return flow
 
 
+def align_window_s(policy: Policy) -> float:
+    """How far (Kafka timestamps) input partitions may drift apart: wide enough to read in large steps, well
+    inside ``stream_idle_s`` so a partition held back never looks idle to a store (10 minutes by default)."""
+    return max(1.0, min(600.0, policy.detection.stream_idle_s / 4))
+
+
 def _builder_for(policy: Policy, with_views: bool):
     """Builder of each store's logic: resumes from its pickled snapshot, or starts empty."""
 
     def build(resume: bytes | None) -> SenseLogic:
-        return SenseLogic(pickle.loads(resume) if resume else StoreState(""), policy, with_views)
+        if not resume:
+            return SenseLogic(StoreState(""), policy, with_views)
+        state = pickle.loads(resume)
+        if isinstance(state, StoreState):  # snapshots before the evicted map
+            return SenseLogic(state, policy, with_views)
+        return SenseLogic(state[0], policy, with_views, state[1])
 
     return build

@@ -8,18 +8,49 @@ the source on. Each batch is ``(kind, [RawRecord, ...])`` where kind is the reco
 from __future__ import annotations
 
 import heapq
+import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
 import orjson
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import DynamicSource, FixedPartitionedSource, StatefulSourcePartition, StatelessSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from demandsense import metrics
+from demandsense import metrics, server
 from demandsense.errors import ServiceUnavailable
+
+log = logging.getLogger("demandsense.sources")
+
+STOP = threading.Event()
+"""Set by SIGTERM (or by a stop marker from another process): sources end, the flow finishes cleanly."""
+DONE = threading.Event()
+"""Set when every Kafka input partition reached its end (``--exit-at-end``, the demo's duration)."""
+
+CONTROL = "__control__"
+"""Kind of a batch that carries a :class:`Control` marker instead of records."""
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A marker for every worker of the cluster: ``stop`` (shut down without flushing) or ``done`` (input over)."""
+
+    kind: str
+
+
+def request_stop() -> None:
+    """Stop reading: every source ends at its next poll, so Bytewax completes the flow (SIGTERM)."""
+    STOP.set()
+
+
+def reset() -> None:
+    """Clear the process-wide flags (tests run several flows in one process)."""
+    STOP.clear()
+    DONE.clear()
 
 
 class RawRecord(NamedTuple):
@@ -44,24 +75,50 @@ class Alignment:
     record is further than the window ahead of the earliest one waits, so a backfill reads
     sales and inventory side by side in event time instead of one topic racing ahead and making
     the other look late. The partition holding the earliest record never waits; caught-up
-    partitions take no part. Partitions in other processes are not aligned (live streams are).
+    partitions take no part. Partitions are read by the worker threads of one process (process 0
+    in a cluster, see :class:`KafkaBatchSource`), so this one object sees them all; it also
+    knows when the last of them ended.
     """
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
+        self._lock = threading.Lock()
         self._next: dict[str, int] = {}
+        self._known: set[str] = set()
+        self._ended: set[str] = set()
+
+    def expect(self, parts: Iterable[str], aligned: Iterable[str]) -> None:
+        """Every input partition; the ``aligned`` ones hold the others back until they have read (or ended)."""
+        with self._lock:
+            aligned = set(aligned)
+            for p in parts:
+                if p not in self._known:
+                    self._known.add(p)
+                    if p in aligned:
+                        self._next[p] = 0
 
     def limit(self, part: str) -> float:
         """Latest timestamp ``part`` may emit now."""
-        others = [t for p, t in self._next.items() if p != part]
+        with self._lock:
+            others = [t for p, t in self._next.items() if p != part]
         return min(others) + self.window_ms if others else float("inf")
 
     def waiting_at(self, part: str, ts: int | None) -> None:
         """``part``'s next record has timestamp ``ts`` (None: it is caught up)."""
-        if ts is None or ts < 0:
+        with self._lock:
+            if ts is None or ts < 0:
+                self._next.pop(part, None)
+            elif part not in self._ended:
+                self._next[part] = ts
+
+    def ended(self, part: str) -> bool:
+        """``part`` will read no more; True when it was the last input partition to end."""
+        with self._lock:
             self._next.pop(part, None)
-        else:
-            self._next[part] = ts
+            self._known.add(part)
+            last = part not in self._ended and len(self._ended) + 1 == len(self._known)
+            self._ended.add(part)
+            return last
 
 
 class _KafkaPartition(StatefulSourcePartition[Batch, int]):
@@ -75,15 +132,18 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         stop_at_end: bool,
         deadline: float | None,
         alignment: Alignment,
+        markers: list[str],
     ) -> None:
         self._kind, self._topic, self._partition = kind, topic, partition
         self._name = f"{topic}:{partition}"
         self._align = alignment
+        self._markers = markers  # keys that reach every worker, for the stop/done markers (cluster only)
         if kind != "ItemParams":
             alignment.waiting_at(self._name, 0)  # others wait until it has read something or is at its end
         self._pending: list[RawRecord] = []
         self._consumer = Consumer(config)
-        low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        self._tp = TopicPartition(topic, partition)
+        low, high = self._consumer.get_watermark_offsets(self._tp, timeout=10)
         # the end is where a fetch reports end of partition at or past the end offset queried now
         # (some brokers answer the query with a low estimate; the fetch is exact)
         self._end = high if stop_at_end else None
@@ -93,20 +153,26 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         self._deadline = deadline
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(partition))
         self._high = high
+        self._closing: str | None = None  # why it ends ("stop" or "done"), once its last batch is out
 
     def next_batch(self) -> list[Batch]:
+        if not server.READY.is_set():
+            server.READY.set()  # the flow runs and this process consumes
+        if self._closing is not None:
+            raise StopIteration
+        if STOP.is_set():
+            return self._finish("stop")
         if self._deadline is not None and time.monotonic() >= self._deadline:
-            raise StopIteration
+            return self._finish("done")
         if self._end is not None and self._at_eof and self._next >= self._end and not self._pending:
-            self._align.waiting_at(self._name, None)
-            raise StopIteration
+            return self._finish("done")
         records = self._pending or self._consume()
         if not records:
             if self._at_eof:  # caught up: no longer holds the others back
                 self._align.waiting_at(self._name, None)
             return []
         if self._kind == "ItemParams":  # master data is not in event time: read it as it comes
-            self._next = records[-1].offset + 1
+            self._emitted(records)
             return [(self._kind, records)]
         limit = self._align.limit(self._name)
         cut = next((i for i, r in enumerate(records) if r.timestamp > limit), len(records))
@@ -114,11 +180,23 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         self._align.waiting_at(self._name, self._pending[0].timestamp if self._pending else records[-1].timestamp)
         if not records:
             return []
+        self._emitted(records)
+        return [(self._kind, records)]
+
+    def _emitted(self, records: list[RawRecord]) -> None:
         self._next = records[-1].offset + 1
-        self._high = max(self._high, self._next)
         self._lag.set(max(0, self._high - self._next))
         metrics.LAST_BATCH.set(time.time())
-        return [(self._kind, records)]
+
+    def _finish(self, why: str) -> list[Batch]:
+        """End this partition: the next poll raises StopIteration; in a cluster, tell every worker first."""
+        self._closing = why
+        last = self._align.ended(self._name)
+        if why == "done" and last:
+            DONE.set()
+        if self._markers and (why == "stop" or last):
+            return [(CONTROL, [Control(why)])]
+        raise StopIteration
 
     def _consume(self) -> list[RawRecord]:
         records = []
@@ -131,10 +209,14 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
                 continue
             self._at_eof = False
             records.append(RawRecord(self._topic, self._partition, m.offset(), m.key(), m.value(), m.timestamp()[1]))
+        _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)  # from the fetch: exact, no request
+        if high >= 0:
+            self._high = high
+        self._lag.set(max(0, self._high - self._next))
         return records
 
     def next_awake(self) -> datetime | None:
-        return None if not self._pending else datetime.now(UTC) + timedelta(milliseconds=20)
+        return None if not self._pending else datetime.now(UTC) + timedelta(milliseconds=1)
 
     def snapshot(self) -> int:
         return self._next
@@ -150,6 +232,13 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
     ``from_beginning`` starts new partitions at the earliest offset (else at the end);
     ``exit_at_end`` stops each partition at the end offset it had when the job started;
     ``duration_s`` stops reading after that many seconds (the demo).
+
+    In a cluster (``processes`` > 1) only process 0 lists the partitions, so they are spread over
+    its workers and aligned in event time by one :class:`Alignment` (partitions read in different
+    processes could drift hours apart in a backfill or a catch-up, and a store's events from the
+    slower one would then arrive behind its clock). The flow redistributes the batches, so
+    decoding and the keyed state still run on every worker. ``markers`` are keys that reach every
+    worker: a partition that stops sends :class:`Control` markers along them.
     """
 
     def __init__(
@@ -160,7 +249,9 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         from_beginning: bool,
         exit_at_end: bool,
         duration_s: float | None = None,
-        align_window_s: float = 60.0,
+        align_window_s: float = 600.0,
+        reader: bool = True,
+        markers: list[str] | None = None,
     ) -> None:
         self._config = {
             "enable.auto.commit": False,
@@ -173,8 +264,12 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         self._from_beginning, self._exit_at_end = from_beginning, exit_at_end
         self._deadline = None if duration_s is None else time.monotonic() + duration_s
         self._alignment = Alignment(int(align_window_s * 1000))
+        self._reader = reader
+        self._markers = markers or []
 
     def list_parts(self) -> list[str]:
+        if not self._reader:
+            return []
         consumer = Consumer(self._config)
         try:
             meta = consumer.list_topics(timeout=10)
@@ -188,6 +283,8 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
             if topic not in meta.topics:
                 continue  # an optional input (item params) may not exist
             parts += [f"{kind}:{topic}:{p}" for p in sorted(meta.topics[topic].partitions)]
+        names = {p: p.split(":", 1)[1] for p in parts}
+        self._alignment.expect(names.values(), [n for p, n in names.items() if not p.startswith("ItemParams:")])
         return parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
@@ -195,8 +292,49 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         topic, partition = rest.rsplit(":", 1)
         start = resume_state if resume_state is not None else (OFFSET_BEGINNING if self._from_beginning else OFFSET_END)
         return _KafkaPartition(
-            self._config, kind, topic, int(partition), start, self._exit_at_end, self._deadline, self._alignment
-        )
+            self._config, kind, topic, int(partition), start, self._exit_at_end, self._deadline, self._alignment,
+            self._markers,
+        )  # fmt: skip
+
+
+class _ControlPartition(StatelessSourcePartition[Batch]):
+    """Forwards this process's SIGTERM to the readers (process 0) as stop markers; ends when input is over."""
+
+    def __init__(self, markers: list[str], active: bool) -> None:
+        self._markers, self._active, self._sent = markers, active, False
+
+    def next_batch(self) -> list[Batch]:
+        if not server.READY.is_set():
+            server.READY.set()
+        if not self._active or DONE.is_set() or self._sent:
+            raise StopIteration
+        if STOP.is_set():
+            self._sent = True
+            return [(CONTROL, [Control("stop")])]
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(UTC) + timedelta(milliseconds=200)
+
+
+class ControlSource(DynamicSource[Batch]):
+    """One partition per worker of the processes that read no Kafka partitions (cluster only).
+
+    The first worker of each such process watches for SIGTERM and sends a stop marker, so a
+    shutdown of any process stops the whole cluster cleanly; each ends once a ``done`` or
+    ``stop`` marker reached its process.
+    """
+
+    def __init__(self, markers: list[str], workers_per_process: int) -> None:
+        self._markers, self._wpp = markers, workers_per_process
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ControlPartition:
+        return _ControlPartition(self._markers, worker_index % self._wpp == 0)
+
+
+def marker_keys(total_workers: int) -> list[str]:
+    """Keys that, routed by Bytewax's key hash, reach every worker (64 per worker: a miss is ~e^-64)."""
+    return [f"\x00control:{i}" for i in range(64 * total_workers)]
 
 
 def _event_time(line: bytes, previous: float) -> float:
