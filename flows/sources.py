@@ -86,9 +86,14 @@ class Alignment:
         self._next: dict[str, int] = {}
         self._known: set[str] = set()
         self._ended: set[str] = set()
+        self._loading: set[str] = set()
 
     def expect(self, parts: Iterable[str], aligned: Iterable[str]) -> None:
-        """Every input partition; the ``aligned`` ones hold the others back until they have read (or ended)."""
+        """Every input partition; the ``aligned`` ones hold the others back until they have read (or ended).
+
+        The others (master data) are loaded first: aligned partitions wait until each of them has been
+        read to its end once, so a store knows its items' parameters before it applies any event.
+        """
         with self._lock:
             aligned = set(aligned)
             for p in parts:
@@ -96,10 +101,19 @@ class Alignment:
                     self._known.add(p)
                     if p in aligned:
                         self._next[p] = 0
+                    else:
+                        self._loading.add(p)
+
+    def loaded(self, part: str) -> None:
+        """Master-data partition ``part`` has been read to its end once."""
+        with self._lock:
+            self._loading.discard(part)
 
     def limit(self, part: str) -> float:
         """Latest timestamp ``part`` may emit now."""
         with self._lock:
+            if self._loading and part not in self._loading:
+                return float("-inf")
             others = [t for p, t in self._next.items() if p != part]
         return min(others) + self.window_ms if others else float("inf")
 
@@ -115,6 +129,7 @@ class Alignment:
         """``part`` will read no more; True when it was the last input partition to end."""
         with self._lock:
             self._next.pop(part, None)
+            self._loading.discard(part)
             self._known.add(part)
             last = part not in self._ended and len(self._ended) + 1 == len(self._known)
             self._ended.add(part)
@@ -170,6 +185,8 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         if not records:
             if self._at_eof:  # caught up: no longer holds the others back
                 self._align.waiting_at(self._name, None)
+                if self._kind == "ItemParams":
+                    self._align.loaded(self._name)
             return []
         if self._kind == "ItemParams":  # master data is not in event time: read it as it comes
             self._emitted(records)
@@ -236,9 +253,10 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
     In a cluster (``processes`` > 1) only process 0 lists the partitions, so they are spread over
     its workers and aligned in event time by one :class:`Alignment` (partitions read in different
     processes could drift hours apart in a backfill or a catch-up, and a store's events from the
-    slower one would then arrive behind its clock). The flow redistributes the batches, so
-    decoding and the keyed state still run on every worker. ``markers`` are keys that reach every
-    worker: a partition that stops sends :class:`Control` markers along them.
+    slower one would then arrive behind its clock). The flow spreads the batches over every
+    worker by partition (one decoder per partition keeps its order), so decoding and keyed state
+    scale out. ``markers`` are keys that reach every worker: a partition that stops sends
+    :class:`Control` markers along them.
     """
 
     def __init__(
