@@ -169,6 +169,7 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(partition))
         self._high = high
         self._closing: str | None = None  # why it ends ("stop" or "done"), once its last batch is out
+        self._idle = False  # the last poll found nothing: Bytewax may poll the other partitions meanwhile
 
     def next_batch(self) -> list[Batch]:
         if not server.READY.is_set():
@@ -182,6 +183,7 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         if self._end is not None and self._at_eof and self._next >= self._end and not self._pending:
             return self._finish("done")
         records = self._pending or self._consume()
+        self._idle = not records
         if not records:
             if self._at_eof:  # caught up: no longer holds the others back
                 self._align.waiting_at(self._name, None)
@@ -217,7 +219,7 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
 
     def _consume(self) -> list[RawRecord]:
         records = []
-        for m in self._consumer.consume(num_messages=5000, timeout=0.05):
+        for m in self._consumer.consume(num_messages=5000, timeout=0):  # never block the worker's other partitions
             if m.error():
                 if m.error().code() == KafkaError._PARTITION_EOF:
                     self._at_eof = True
@@ -233,7 +235,11 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         return records
 
     def next_awake(self) -> datetime | None:
-        return None if not self._pending else datetime.now(UTC) + timedelta(milliseconds=1)
+        if self._pending:  # held back by the alignment: look again soon
+            return datetime.now(UTC) + timedelta(milliseconds=1)
+        if self._idle:  # nothing fetched yet: librdkafka fetches in the background
+            return datetime.now(UTC) + timedelta(milliseconds=10)
+        return None
 
     def snapshot(self) -> int:
         return self._next
