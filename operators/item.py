@@ -12,6 +12,7 @@ store drops it entirely once it is idle, holds no stock and has no open alert.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 from operators.alerting import Condition, Episode
 from operators.detectors import confidence, cusum_down_quiet, cusum_on_event, cusum_up_quiet, demand_tail
@@ -246,10 +247,12 @@ class ItemState:
         if "DEMAND_DROP" in opened or (ctx.armed and self.s_dn >= det.drop_threshold):
             out.append(ctx.drop("DEMAND_DROP" in opened, phantom is not None and phantom.active))
         if self.on_hand is not None:
-            if stock_changed or "OUT_OF_STOCK" in opened:
+            if (stock_changed and self.out_of_stock()) or "OUT_OF_STOCK" in opened:
                 out.append(ctx.out_of_stock())
-            if stock_changed or "STOCKOUT_RISK" in opened or self.p_out >= 0.05:
+            if "STOCKOUT_RISK" in opened or ((stock_changed or self.p_out >= 0.05) and ctx.risk_possible()):
                 out.append(ctx.stockout_risk("STOCKOUT_RISK" in opened))
+            else:
+                self.p_out = 0.0
         self.due = t + ctx.next_look()
         return out
 
@@ -269,30 +272,73 @@ class _Context:
         warm: bool,
     ) -> None:
         self.item, self.t, self.profile, self.prior, self.det = item, t, profile, prior, det
-        self.price = _get(params, "unit_price", d.unit_price)
-        self.lead = _get(params, "lead_time_hours", d.lead_time_hours)
+        self.params, self.defaults = params, d
         self.armed = warm and item.n_sales >= det.min_history_sales
         self.lift = item.lift(t, det)
         self.base = item.base_rate(prior, det)
-        intensity = profile.intensity(t)
-        self.open_now = intensity >= CLOSED_INTENSITY  # a closed store opens no rate alert
-        self.exp_rate = self.base * intensity * self.lift * item.basket()  # units/h now
-        self.obs_rate = item.recent_units(t)
-        self._day_rate: float | None = None
-        # thresholds grow with the item's pace, so a fast mover's many chances to fluctuate do not
-        # buy it more false alarms per day than a slow one
-        per_day = self.base * 24
-        pace = math.log(max(1.0, per_day / det.threshold_rate_per_day))
-        self.h_spike = det.spike_threshold + pace
-        self.h_drop = det.drop_threshold + pace
-        self.h_phantom = max(det.phantom_threshold, math.log(max(per_day, 1e-9) / det.phantom_false_alarms_per_day))
+
+    # the figures below are computed on first use: most looks at an item need none of them
+    @cached_property
+    def price(self) -> float:
+        return _get(self.params, "unit_price", self.defaults.unit_price)
+
+    @cached_property
+    def lead(self) -> float:
+        return _get(self.params, "lead_time_hours", self.defaults.lead_time_hours)
+
+    @cached_property
+    def intensity(self) -> float:
+        return self.profile.intensity(self.t)
 
     @property
+    def open_now(self) -> bool:
+        """A closed store (a tenth of the week's mean intensity or less) opens no rate alert."""
+        return self.intensity >= CLOSED_INTENSITY
+
+    @cached_property
+    def exp_rate(self) -> float:
+        """Expected units per hour now."""
+        return self.base * self.intensity * self.lift * self.item.basket()
+
+    @cached_property
+    def obs_rate(self) -> float:
+        """Units sold over the trailing hour."""
+        return self.item.recent_units(self.t)
+
+    @cached_property
     def day_rate(self) -> float:
         """Expected units per hour over the next day."""
-        if self._day_rate is None:
-            self._day_rate = self.item.expected_units(self.t, 24, self.profile, self.prior, self.det) / 24
-        return self._day_rate
+        return self.item.expected_units(self.t, 24, self.profile, self.prior, self.det) / 24
+
+    @cached_property
+    def pace(self) -> float:
+        """How much the spike and drop thresholds rise for a fast mover: a fast mover's many chances to
+        fluctuate must not buy it more false alarms per day than a slow one."""
+        return math.log(max(1.0, self.base * 24 / self.det.threshold_rate_per_day))
+
+    @property
+    def h_spike(self) -> float:
+        return self.det.spike_threshold + self.pace
+
+    @property
+    def h_drop(self) -> float:
+        return self.det.drop_threshold + self.pace
+
+    @cached_property
+    def h_phantom(self) -> float:
+        per_day = max(self.base * 24, 1e-9)
+        return max(self.det.phantom_threshold, math.log(per_day / self.det.phantom_false_alarms_per_day))
+
+    def risk_possible(self) -> bool:
+        """False when the position is so far above any plausible lead-time demand that the risk is nil.
+
+        A cheap bound: the peak hourly rate over the whole lead time, plus ten standard deviations.
+        """
+        item = self.item
+        if not self.armed or (item.on_hand or 0) - item.reserved <= 0:
+            return False
+        bound = self.base * item.basket() * self.profile.peak() * self.lead
+        return (item.position() or 0) <= bound + 10 * math.sqrt(item.variance_ratio() * bound) + 1
 
     def next_look(self) -> int:
         """Milliseconds until a quiet item could cross a threshold (at least a tick, at most a day)."""

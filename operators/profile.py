@@ -32,7 +32,18 @@ class StoreProfile:
         Weeks of pseudo-exposure that shrink a cell to its hour of day, and an hour to flat.
     """
 
-    __slots__ = ("week_decay", "cell_prior", "hour_prior", "_counts", "_exposure", "_hour", "_txns", "_cum", "_peak")
+    __slots__ = (
+        "week_decay",
+        "cell_prior",
+        "hour_prior",
+        "_counts",
+        "_exposure",
+        "_hour",
+        "_txns",
+        "_cum",
+        "_peak",
+        "_mean",
+    )
 
     def __init__(self, week_decay: float = 0.75, cell_prior: float = 0.5, hour_prior: float = 0.05) -> None:
         if not 0 < week_decay <= 1:
@@ -46,6 +57,7 @@ class StoreProfile:
         self._txns = 0
         self._cum = [float(i) for i in range(HOURS_PER_WEEK + 1)]  # flat until data comes
         self._peak = 1.0
+        self._mean = 0.0
 
     def __getstate__(self) -> tuple:
         return (self.week_decay, self.cell_prior, self.hour_prior, self._counts, self._exposure, self._hour, self._txns)
@@ -80,8 +92,7 @@ class StoreProfile:
 
     def mean_rate(self) -> float:
         """The store's transactions per hour, over every hour it has seen (open or closed)."""
-        total_e = sum(self._exposure)
-        return sum(self._counts) / total_e if total_e else 0.0
+        return self._mean
 
     def peak(self) -> float:
         """The highest intensity of any hour of the week."""
@@ -106,7 +117,7 @@ class StoreProfile:
     def _rebuild(self) -> None:
         counts, exposure = self._counts, self._exposure
         total_e = sum(exposure)
-        overall = sum(counts) / total_e if total_e else 0.0
+        overall = self._mean = sum(counts) / total_e if total_e else 0.0
         if overall <= 0:
             self._cum = [float(i) for i in range(HOURS_PER_WEEK + 1)]
             self._peak = 1.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,10 +26,11 @@ from operators.alerting import alert_id as make_alert_id
 from operators.alerting import priority, severity, step
 from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, ItemParams, Sale, Trigger, key_on
 from operators.item import ItemState
-from operators.policy import MODEL_VERSION, Policy
+from operators.policy import MODEL_VERSION, Detection, Policy
 from operators.profile import StoreProfile
 from operators.replenish import govern, order_up_to, static_min_max
 
+TOTAL = "\x00total"  # the key of all sale lines in StoreState.category_sales
 DAY_MS = 24 * HOUR_MS
 EVICT_AFTER_MS = 30 * DAY_MS
 
@@ -63,7 +65,7 @@ class StoreState:
         self.items: dict[str, ItemState] = {}
         self.params: dict[str, ItemParams] = {}
         self.category_items: dict[str, int] = {}  # items with master data, by category
-        self.category_sales: dict[str | None, int] = {}  # sale lines by category (None: unknown)
+        self.category_sales: dict[str | None, int] = {}  # sale lines by category (None: unknown; TOTAL: all)
         self.buffer: list[tuple[int, int, str, Sale | InventoryEvent]] = []
         self.first_seen: int | None = None
         self.max_seen: int | None = None
@@ -188,6 +190,7 @@ class StoreState:
             self.profile.record_sale(ev.event_time)
             category = self._category(ev.sku)
             self.category_sales[category] = self.category_sales.get(category, 0) + 1
+            self.category_sales[TOTAL] = self.category_sales.get(TOTAL, 0) + 1
             item.on_sale(ev, self.profile, prior, policy.detection, warm)
         else:
             item.on_inventory(ev, self.profile, prior, policy.detection, warm)
@@ -219,13 +222,22 @@ class StoreState:
             "observed_rate": item.recent_units(t),
             "on_hand": item.on_hand,
             "position": item.position(),
-            "hours_to_stockout": item.hours_until(avail, t, self.profile, prior, det) if item.on_hand else None,
+            "hours_to_stockout": self._hours_to_stockout(item, avail, t, prior, det),
             "risk": float(max((e.priority for e in episodes.values() if e.open), default=0)),
             "open_alerts": open_types,
             "last_alert_type": last[0] if last else None,
             "last_alert_time": last[1].emitted_at if last else None,
             "hourly_units": tuple(item.hourly or ()),
         }
+
+    def _hours_to_stockout(self, item: ItemState, avail: int, t: int, prior: float, det: Detection) -> float | None:
+        """Exact (hour by hour through the profile) for items at risk; at the next day's mean rate otherwise."""
+        if not item.on_hand or avail <= 0:
+            return None if item.on_hand is None else 0.0
+        if item.p_out >= 0.05:
+            return item.hours_until(avail, t, self.profile, prior, det)
+        rate = item.expected_units(t, 24, self.profile, prior, det) / 24
+        return round(avail / rate, 1) if rate > 0 else None
 
     def prior(self, sku: str) -> float:
         """Transactions per hour of an average item of the store and category: what a new item borrows.
@@ -234,7 +246,7 @@ class StoreState:
         category's items; items without a known category borrow from the whole store.
         """
         category = self._category(sku)
-        total = sum(self.category_sales.values())
+        total = self.category_sales.get(TOTAL, 0)
         if category is None or not total:
             return self.profile.mean_rate() / max(1, len(self.items))
         share = self.category_sales.get(category, 0) / total
@@ -311,9 +323,15 @@ class StoreState:
             item.on_order, item.ordered_at = 0, None  # never arrived: stop counting on it
         position = pos + item.on_order
         pack = int(_param(params, "pack_size", d.pack_size))
-        mean_l = item.expected_units(t, lead, self.profile, self.prior(sku), policy.detection)
+        prior, det = self.prior(sku), policy.detection
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
-        if item.n_sales < gov.min_history_sales or stale:
+        fallback = item.n_sales < gov.min_history_sales or stale
+        if not fallback:  # a cheap bound first: at the peak rate, could the position be at the reorder point?
+            peak = item.base_rate(prior, det) * item.basket() * self.profile.peak() * lead
+            if position > peak + 10 * math.sqrt(item.variance_ratio() * peak) + pack:
+                return
+        mean_l = item.expected_units(t, lead, self.profile, prior, det)
+        if fallback:
             plan = static_min_max(
                 position,
                 min_qty=int(_param(params, "min_qty", d.min_qty)),
