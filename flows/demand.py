@@ -397,7 +397,7 @@ def build_flow(settings: FlowSettings) -> Dataflow:
 
 def align_window_s(policy: Policy) -> float:
     """How far (Kafka timestamps) input partitions may drift apart: wide enough to read in large steps, well
-    inside ``stream_idle_s`` so a partition held back never looks idle to a store (10 minutes by default)."""
+    inside ``stream_idle_s`` so a partition held back never looks idle to a store (30 s by default)."""
     return max(1.0, min(600.0, policy.detection.stream_idle_s / 4))
 
 

@@ -12,7 +12,7 @@ import pytest
 from demandsense.serde import JsonCodec
 from demandsense.validate import read_event
 from operators.events import HOUR_MS, DeadLetter, InventoryEvent, Origin, Sale
-from operators.policy import Policy
+from operators.policy import Detection, Policy
 from operators.store import StoreState
 
 from . import DAY_MS, MINUTE_MS, T0, Run, Stream, batches, feed, flat, local_shuffle
@@ -205,10 +205,22 @@ def test_a_partition_behind_another_within_the_lateness_gives_the_same_outputs(
     same(run, reference)
 
 
-def test_a_partition_ten_minutes_behind_gives_the_same_outputs(events: list, reference: Run) -> None:
-    run, _ = feed(two_partitions(events, 10 * MINUTE_MS), sizes=(1,))
+def test_a_partition_ten_minutes_behind_gives_the_same_outputs_when_idleness_allows(events: list) -> None:
+    """``stream_idle_s`` trades latency for tolerance of a lagging partition: a partition that falls
+    further behind than it counts as idle, and its records are applied as they come (none is lost).
+    At an hour, ten minutes of lag changes nothing."""
+    patient = Policy(detection=Detection(stream_idle_s=3600))
+    reference, _ = feed(events, patient, sizes=(500,))
+    run, _ = feed(two_partitions(events, 10 * MINUTE_MS), patient, sizes=(1,))
     assert run.late == []
     same(run, reference)
+
+
+def test_a_partition_further_behind_than_the_idle_time_loses_nothing(events: list, reference: Run) -> None:
+    run, state = feed(two_partitions(events, 10 * MINUTE_MS), sizes=(1,))
+    _, in_order = feed(events)
+    assert run.late == []
+    assert {s: i.position() for s, i in state.items.items()} == {s: i.position() for s, i in in_order.items.items()}
 
 
 # -- (j) recovery ---------------------------------------------------------------------------------
