@@ -20,14 +20,14 @@ class Detection:
     stream_idle_s: float = 120.0  # an input stream quiet this long no longer holds a store's clock back
     tick_minutes: float = 15.0  # cadence of time-driven checks (drops, phantom, stockout) in event time
     dedup_horizon_s: float = 3_600.0  # event ids remembered past the watermark, for duplicates
-    spike_ratio: float = 2.5  # CUSUM tuned to detect this multiple of the expected rate
+    spike_ratio: float = 3.0  # CUSUM tuned to detect this multiple of the expected rate
     spike_threshold: float = 9.0  # log-likelihood-ratio threshold of the spike CUSUM
     drop_ratio: float = 0.25  # CUSUM tuned to detect a fall to this fraction of the expected rate
     drop_threshold: float = 9.0
     phantom_threshold: float = 7.0  # least expected sales in a silent run before it is improbable (-ln p)
     phantom_false_alarms_per_day: float = 0.005  # a fast mover's silent-run threshold keeps to this
     threshold_rate_per_day: float = 50.0  # spike and drop thresholds rise by ln(sales a day / this)
-    stockout_risk: float = 0.8  # probability of running out within the lead time that raises STOCKOUT_RISK
+    stockout_risk: float = 0.5  # probability of running out within the lead time that raises STOCKOUT_RISK
     warmup_hours: float = 24.0  # event time a store must be seen before rate-based detectors arm
     min_history_sales: int = 8  # sales an item must have before drop, phantom and risk detectors arm
     prior_weight_hours: float = 4.0  # profile-hours of store/category prior in a new item's rate
