@@ -1,0 +1,372 @@
+"""Latency: event-to-alert under a steady live load, from the sale's Kafka timestamp to the alert's.
+
+Starts an embedded broker and Redis and, per policy, a ``demandsense run`` subprocess (views and
+metrics on) reading fresh topics from their end. A paced producer thread then replays simulated
+records (10 stores x 2,000 SKUs; sales and inventory in event-time order) at ``--rate`` events/s
+with ``event_time = now`` and the Kafka timestamp equal to it, as live POS would. Every 100 ms it
+also sends a probe: a SNAPSHOT of one unit and, 10 ms later, a sale of it for a SKU not seen
+before, so an OUT_OF_STOCK alert fires on a known sale even before the stores are warm.
+
+**Matching.** An event-driven alert carries in ``event_time`` the event time of the record that
+caused it, and every produced record is remembered by ``(store, sku, event_time)``. An alert that
+matches one is timed as its Kafka timestamp (the sink's produce time) minus that event time;
+alerts of the time-driven checks (on the 15-minute event-time grid) match none and are counted
+apart. Alerts caused by records of the first ``--warmup`` seconds are left out (start-up).
+
+Runs with ``allowed_lateness_s`` of 0 and 1 s (and, without ``--quick``, the default 300 s, for
+which the load runs 300 s longer): a store applies an event only once its watermark (the slowest
+active input stream, minus the allowed lateness) has passed it. Writes ``bench/results/latency.md``.
+
+    python -m bench.latency [--rate 5000] [--duration 60] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+from bench._util import fmt_rate, say, table, write_result
+
+PY = sys.executable
+
+
+def hist_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Upper bound (ms) of the bucket holding quantile ``q`` of a Prometheus histogram's cumulative buckets."""
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return math.nan
+    for le, n in buckets:
+        if n >= q * total:
+            return le * 1000
+    return math.inf
+
+
+def scrape_histogram(port: int, name: str = "demandsense_event_to_alert_seconds") -> list[tuple[float, float]]:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out.append((math.inf if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    return out
+
+
+def percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return math.nan
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+class Producer(threading.Thread):
+    """Replays simulated records at ``rate`` events/s with event time = now; remembers what it sent."""
+
+    def __init__(self, bootstrap: str, topics: dict[str, str], sim, rate: float, seconds: float) -> None:
+        super().__init__(daemon=True)
+        from confluent_kafka import Producer as KProducer
+
+        from demandsense.serde import make_codec
+
+        self.topics, self.rate, self.seconds = topics, rate, seconds
+        self.producer = KProducer({"bootstrap.servers": bootstrap, "linger.ms": 5, "queue.buffering.max.messages":
+                                   1_000_000})  # fmt: skip
+        self.codecs = {k: make_codec("avro", k) for k in ("Sale", "InventoryEvent", "ItemParams")}
+        self.records = self._cycle(sim)
+        self.sim = sim
+        self.sent: dict[tuple[str, str, int], str] = {}
+        self.counts: Counter = Counter()
+        self.started = self.finished = 0.0
+        self.behind_max = 0.0
+
+    @staticmethod
+    def _cycle(sim):
+        """Sales and inventory rows in event-time order, over and over (ids are made unique when sent)."""
+        while True:
+            yield from heapq.merge(
+                ((r[2], "InventoryEvent", r) for r in sim.inventory.rows),
+                ((r[2], "Sale", r) for r in sim.sales.rows),
+                key=lambda x: x[0],
+            )
+
+    def _send(self, kind: str, rec: dict) -> None:
+        key = f"{rec['store_id']}:{rec['sku']}".encode()
+        value = self.codecs[kind].encode(rec)
+        while True:
+            try:
+                self.producer.produce(self.topics[kind], value, key, timestamp=rec["event_time"])
+                break
+            except BufferError:
+                self.producer.poll(0.01)
+        self.sent[(rec["store_id"], rec["sku"], rec["event_time"])] = kind
+        self.counts[kind] += 1
+
+    def load_items(self) -> None:
+        for item in self.sim.items:
+            v = self.codecs["ItemParams"].encode(item)
+            self.producer.produce(self.topics["ItemParams"], v, f"{item['store_id']}:{item['sku']}".encode())
+        self.producer.flush(30)
+
+    def run(self) -> None:
+        from demandsense.simulate import INVENTORY_FIELDS, SALE_FIELDS
+
+        fields = {"Sale": SALE_FIELDS, "InventoryEvent": INVENTORY_FIELDS}
+        prefix = {"Sale": self.sim.sales.id_prefix, "InventoryEvent": self.sim.inventory.id_prefix}
+        stores = sorted({it["store_id"] for it in self.sim.items})
+        self.started = start = time.time()
+        done, probes, next_probe = 0, 0, start + 0.1
+        pending_probe: tuple[float, dict] | None = None
+        while True:
+            now = time.time()
+            if now - start >= self.seconds:
+                break
+            due = int((now - start) * self.rate)
+            self.behind_max = max(self.behind_max, (due - done) / self.rate)
+            now_ms = int(now * 1000)
+            while done < due:
+                _, kind, r = next(self.records)
+                f = fields[kind]
+                rec = {f[0]: f"{prefix[kind]}{r[1]:09d}-{done}", f[1]: now_ms, f[2]: r[3], f[3]: r[4], f[4]: r[5],
+                       f[5]: r[6], f[6]: r[7], f[7]: r[8]}  # fmt: skip
+                self._send(kind, rec)
+                done += 1
+            if pending_probe is not None and now >= pending_probe[0]:
+                self._send("Sale", pending_probe[1] | {"event_time": now_ms})
+                pending_probe = None
+            if now >= next_probe and pending_probe is None:
+                probes += 1
+                store, sku = stores[probes % len(stores)], f"PROBE-{probes:06d}"
+                self._send("InventoryEvent", {"event_id": f"probe-i{probes}", "event_time": now_ms, "store_id": store,
+                                              "sku": sku, "event_type": "SNAPSHOT", "quantity": 0, "on_hand": 1,
+                                              "in_transit": 0})  # fmt: skip
+                sale = {"event_id": f"probe-s{probes}", "store_id": store, "sku": sku, "channel": "STORE",
+                        "quantity": 1, "unit_price": 4.0, "promo_id": None}  # fmt: skip
+                pending_probe = (now + 0.01, sale)
+                next_probe += 0.1
+            self.producer.poll(0)
+            time.sleep(0.002)
+        self.producer.flush(30)
+        self.finished = time.time()
+
+
+class AlertReader(threading.Thread):
+    """Reads the alerts topic: (event_time, Kafka timestamp, alert type, store, sku) of each alert."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency",
+                                  "enable.auto.commit": False, "fetch.queue.backoff.ms": 1,
+                                  "fetch.wait.max.ms": 10})  # fmt: skip
+        self.topic = topic
+        self.alerts: list[tuple[int, int, str, str, str, str, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        from demandsense.serde import AvroCodec
+
+        codec = AvroCodec("Alert")
+        meta = self.consumer.list_topics(self.topic, timeout=10)
+        parts = sorted(meta.topics[self.topic].partitions)
+        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
+        while not self.stop.is_set():
+            for m in self.consumer.consume(1000, 0.1):
+                if m.error():
+                    continue
+                a = codec.decode(m.value())
+                self.alerts.append((a["event_time"], m.timestamp()[1], a["alert_type"], a["status"], a["store_id"],
+                                    a["sku"], a["detected_at"]))  # fmt: skip
+        self.consumer.close()
+
+
+def one_run(bs: str, redis_url: str | None, sim, lateness: float | None, rate: float, duration: float,
+            warmup: float, partitions: int, tag: str, extra: list[tuple[str, float]],
+            profile: str | None = None) -> dict:  # fmt: skip
+    from demandsense.embedded import create_topics, free_port
+
+    topics = {k: f"bench.lat.{tag}.{k}" for k in ("Sale", "InventoryEvent", "ItemParams", "Alert", "Trigger", "Dead")}
+    create_topics(bs, [topics[k] for k in ("Sale", "InventoryEvent", "ItemParams")], partitions=partitions)
+    create_topics(bs, [topics[k] for k in ("Alert", "Trigger", "Dead")])
+    policy = Path(tempfile.mkdtemp(prefix="bench-lat-")) / "policy.toml"
+    lines = ([] if lateness is None else [f"allowed_lateness_s = {lateness}"]) + [f"{k} = {v}" for k, v in extra]
+    policy.write_text("[detection]\n" + "\n".join(lines) + "\n" if lines else "")
+    producer = Producer(bs, topics, sim, rate, duration + (300.0 if lateness is None else lateness))
+    producer.load_items()  # master data first, as in production
+    mport = free_port()
+    cmd = [PY, "-m", "demandsense.cli", "--log-level", "WARNING", "run", "--bootstrap-servers", bs,
+           "--from-beginning", "--metrics-port", str(mport), "--policy", str(policy),
+           "--sales-topic", topics["Sale"], "--inventory-topic", topics["InventoryEvent"],
+           "--items-topic", topics["ItemParams"], "--alerts-topic", topics["Alert"],
+           "--triggers-topic", topics["Trigger"], "--dead-letter-topic", topics["Dead"]]  # fmt: skip
+    if redis_url:
+        cmd += ["--redis-url", redis_url]
+    if profile:
+        cmd = [str(Path(PY).parent / "py-spy"), "record", "--rate", "200", "--format", "raw", "-o", profile,
+               "--nonblocking", "--", *cmd]  # fmt: skip
+    log = tempfile.NamedTemporaryFile(prefix="bench-lat-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    reader = AlertReader(bs, topics["Alert"])
+    reader.start()
+    try:
+        time.sleep(4.0)  # the flow starts, reads the item params
+        if proc.poll() is not None:
+            raise RuntimeError(f"demandsense exited {proc.returncode}: {Path(log.name).read_text()[-2000:]}")
+        ps = psutil.Process(proc.pid)
+        if profile:  # py-spy's child is the flow
+            ps = ps.children()[0]
+        cpu0 = sum(ps.cpu_times()[:2])
+        producer.start()
+        producer.join()
+        cpu = sum(ps.cpu_times()[:2]) - cpu0
+        time.sleep(3.0)  # the last alerts reach the topic
+        hist = scrape_histogram(mport)
+    finally:
+        if profile:  # py-spy writes its output on SIGINT; then the flow is stopped
+            child = psutil.Process(proc.pid).children()
+            proc.send_signal(signal.SIGINT)
+            time.sleep(3)
+            for c in child:
+                c.terminate()
+            _, alive = psutil.wait_procs(child, timeout=30)
+            for c in alive:
+                c.kill()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        reader.stop.set()
+        reader.join(10)
+        os.unlink(log.name)
+    t0_ms = (producer.started + warmup) * 1000
+    lat, to_sink, by_type, unmatched, late_start = [], [], Counter(), 0, 0
+    for et, ts, kind, _status, store, sku, detected in reader.alerts:
+        if (store, sku, et) not in producer.sent:
+            unmatched += 1
+            continue
+        if et < t0_ms:
+            late_start += 1
+            continue
+        lat.append(ts - et)
+        to_sink.append(detected - et)
+        by_type[kind] += 1
+    wall = producer.finished - producer.started
+    return {
+        "lateness": 300.0 if lateness is None else lateness,
+        "default": lateness is None,
+        "extra": extra,
+        "sent": sum(producer.counts.values()),
+        "rate": sum(producer.counts.values()) / wall,
+        "producer_behind_s": producer.behind_max,
+        "alerts": len(reader.alerts),
+        "matched": len(lat),
+        "unmatched": unmatched,
+        "by_type": dict(by_type),
+        "p50": percentile(lat, 0.50),
+        "p99": percentile(lat, 0.99),
+        "max": max(lat) if lat else math.nan,
+        "sink_p50": percentile(to_sink, 0.50),
+        "sink_p99": percentile(to_sink, 0.99),
+        "cpu_share": cpu / wall,
+        "engine_p50": hist_quantile(hist, 0.5),
+        "engine_p99": hist_quantile(hist, 0.99),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", type=float, default=5000.0, help="events/s produced (5000)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of measured load per policy (60)")
+    p.add_argument("--warmup", type=float, default=5.0, help="first seconds of load left out (5)")
+    p.add_argument("--partitions", type=int, default=4, help="partitions of each input topic (4)")
+    p.add_argument("--runs", default=None, help="comma-separated policies: allowed_lateness_s ('default' = 300 s "
+                   "from the defaults), optionally '/idle=S' for stream_idle_s (0,1,0/idle=1,default; --quick: 0)")
+    p.add_argument("--no-redis", action="store_true", help="run without Redis views")
+    p.add_argument("--profile", help="py-spy collapsed stacks of the (last) run to this file")
+    p.add_argument("--quick", action="store_true", help="lateness 0 only, 20 s of load (under a minute)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.runs = min(args.duration, 20.0), args.runs or "0"
+    runs = []
+    for spec in (args.runs or "0,1,0/idle=1,default").split(","):
+        lat, _, idle = spec.partition("/idle=")
+        runs.append((None if lat == "default" else float(lat), [("stream_idle_s", float(idle))] if idle else []))
+
+    from demandsense.embedded import Broker, RedisServer
+    from demandsense.simulate import SimConfig, generate
+
+    sim = generate(SimConfig(stores=10, skus=2000, days=14, seed=7))
+    results = []
+    with Broker() as broker, RedisServer() as redis_server:
+        for i, (lateness, extra) in enumerate(runs):
+            name = ("default (300 s)" if lateness is None else f"{lateness:g} s") + "".join(
+                f", {k} = {v:g}" for k, v in extra)
+            say(f"allowed_lateness_s = {name}: {args.rate:,.0f} events/s for "
+                f"{args.duration + (300 if lateness is None else lateness):.0f} s ...")  # fmt: skip
+            redis_url = None if args.no_redis else redis_server.url
+            r = one_run(broker.bootstrap_servers, redis_url, sim, lateness, args.rate, args.duration, args.warmup,
+                        args.partitions, f"{i}{int(time.time())}", extra, args.profile)  # fmt: skip
+            results.append(r)
+            say(f"  sent {r['sent']:,} ({r['rate']:,.0f}/s), {r['alerts']:,} alerts, {r['matched']:,} timed: "
+                f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms; to the sink: "
+                f"p50 {r['sink_p50']:.0f} ms, p99 {r['sink_p99']:.0f} ms; engine p50 <= {r['engine_p50']:.0f} ms, "
+                f"p99 <= {r['engine_p99']:.0f} ms; "
+                f"demandsense CPU {r['cpu_share']:.0%} of a core")  # fmt: skip
+    report = render(results, args)
+    print(report)
+    say(f"wrote {write_result('latency', 'Latency', report)}")
+    return 0
+
+
+def render(results: list[dict], args) -> str:
+    rows = []
+    for r in results:
+        name = f"{r['lateness']:g} s" + (" (default)" if r["default"] else "")
+        name += "".join(f", {k} = {v:g} s" for k, v in r["extra"])
+        types = ", ".join(f"{k} {v:,}" for k, v in sorted(r["by_type"].items()))
+        rows.append([name, fmt_rate(r["rate"]), f"{r['matched']:,} ({types})", f"{r['p50']:,.0f}",
+                     f"{r['p99']:,.0f}", f"{r['max']:,.0f}", f"<= {r['engine_p50']:,.0f} / <= {r['engine_p99']:,.0f}",
+                     f"{r['cpu_share']:.0%}", "yes" if r["p99"] < 500 else "**no**"])  # fmt: skip
+    views = "off" if args.no_redis else "on"
+    return "\n".join([
+        f"Steady load of {args.rate:,.0f} events/s (simulated sales and inventory of 10 stores x 2,000 SKUs with "
+        f"event time = now, plus an OUT_OF_STOCK probe every 100 ms) for {args.duration:g} s (plus the lateness) "
+        f"per policy into input topics of {args.partitions} partitions; `demandsense run` with Redis views {views} "
+        f"and metrics on. Latency = alert's Kafka timestamp - event time (= Kafka timestamp) of the record that "
+        f"caused it, matched by (store, sku, event time); the first {args.warmup:g} s of load are left out; "
+        "alerts of the time-driven checks (no causing record) are not timed. 'engine' is the process's own "
+        "`demandsense_event_to_alert_seconds` histogram (bucket upper bounds): alert emission minus the newest "
+        "event time of the batch that released it, i.e. the path from the producer to the store state without "
+        "the wait for the store's watermark.",
+        "",
+        table(["policy [detection]", "events/s sent", "alerts timed", "p50 ms", "p99 ms", "max ms",
+               "engine p50 / p99 ms", "demandsense CPU (of one core)", "p99 < 500 ms"], rows),  # fmt: skip
+        "",
+        "A store applies an event only once its watermark has passed it: the newest event time of its slowest "
+        "*active* input stream (a topic partition that carried one of the store's events within `stream_idle_s`, "
+        "3600 s by default), minus `allowed_lateness_s`. So the latency of an alert is the allowed lateness plus "
+        "the time until every active stream of that store has carried a later event of the same store: a "
+        "store's sparse stream (its inventory partition between the morning counts, a quiet till) holds its "
+        "alerts back for up to `stream_idle_s`. With the default 300 s lateness every alert waits at least 300 s "
+        "by design.",
+    ])  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

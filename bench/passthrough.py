@@ -1,0 +1,134 @@
+"""Baselines of the throughput benchmark, each run as its own process over the same topics.
+
+``raw``: one confluent-kafka consumer assigned to every input partition, decoding each value with
+fastavro (the same Confluent-framed Avro codec demandsense uses); no engine, no output.
+
+``bytewax``: a Bytewax 0.21 dataflow ``KafkaSource -> map(decode, re-encode) -> KafkaSink`` with
+the stock connectors (one Python object per message), reading from the beginning and stopping at
+the end of every partition (``tail=False``); the consumer gets the same ``fetch.queue.backoff.ms``
+as demandsense's source so that librdkafka's one-second backoff does not cap it.
+
+Both print one JSON line: messages, seconds from process start to exit, and seconds from the first
+to the last message.
+
+    python -m bench.passthrough raw --bootstrap-servers HOST:PORT --topic Sale=retail.sales.v1 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+T_START = time.perf_counter()
+
+
+def _codecs(pairs: list[str]) -> dict[str, object]:
+    from demandsense.serde import AvroCodec
+
+    out = {}
+    for pair in pairs:
+        kind, topic = pair.split("=", 1)
+        out[topic] = AvroCodec(kind)
+    return out
+
+
+CONSUMER = {
+    "group.id": "bench-passthrough",
+    "enable.auto.commit": False,
+    "enable.partition.eof": True,
+    "fetch.queue.backoff.ms": 1,
+    "queued.min.messages": 20000,
+}
+
+
+def run_raw(bootstrap: str, codecs: dict) -> dict:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER})
+    meta = consumer.list_topics(timeout=10)
+    parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in codecs for p in sorted(meta.topics[t].partitions)]
+    consumer.assign(parts)
+    pending = {(tp.topic, tp.partition) for tp in parts}
+    n, first, last = 0, None, None
+    decode = {t: c.decode for t, c in codecs.items()}
+    while pending:
+        for m in consumer.consume(num_messages=5000, timeout=0.1):
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((m.topic(), m.partition()))
+                continue
+            decode[m.topic()](m.value())
+            n += 1
+        if n and first is None:
+            first = time.perf_counter()
+    last = time.perf_counter()
+    consumer.close()
+    return {"messages": n, "first_to_last_s": last - (first or last)}
+
+
+class _Count:
+    n = 0
+    first: float | None = None
+    last: float | None = None
+
+
+def bytewax_flow(bootstrap: str, codecs: dict, out_topic: str):
+    import bytewax.operators as op
+    from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+    from bytewax.dataflow import Dataflow
+    from confluent_kafka import OFFSET_BEGINNING
+
+    def reencode(msg):
+        c = codecs[msg.topic]
+        value = c.encode(c.decode(msg.value))
+        _Count.n += 1
+        if _Count.first is None:
+            _Count.first = time.perf_counter()
+        _Count.last = time.perf_counter()
+        return KafkaSinkMessage(msg.key, value)
+
+    flow = Dataflow("passthrough")
+    src = KafkaSource(
+        [bootstrap],
+        list(codecs),
+        tail=False,
+        starting_offset=OFFSET_BEGINNING,
+        add_config={"fetch.queue.backoff.ms": "1", "queued.min.messages": "20000"},
+        batch_size=5000,
+    )
+    msgs = op.input("in", flow, src)
+    out = op.map("reencode", msgs, reencode)
+    op.output("out", out, KafkaSink([bootstrap], out_topic, add_config={"linger.ms": "5"}))
+    return flow
+
+
+def run_bytewax(bootstrap: str, codecs: dict, out_topic: str) -> dict:
+    from bytewax.run import cli_main
+
+    cli_main(bytewax_flow(bootstrap, codecs, out_topic), workers_per_process=1)
+    first, last = _Count.first or 0.0, _Count.last or 0.0
+    return {"messages": _Count.n, "first_to_last_s": last - first}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.passthrough", description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", choices=("raw", "bytewax"))
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", action="append", required=True, help="KIND=TOPIC (Sale, InventoryEvent, ItemParams)")
+    p.add_argument("--out-topic", default="bench.passthrough.out")
+    args = p.parse_args(argv)
+    codecs = _codecs(args.topic)
+    if args.mode == "raw":
+        res = run_raw(args.bootstrap_servers, codecs)
+    else:
+        res = run_bytewax(args.bootstrap_servers, codecs, args.out_topic)
+    res["process_s"] = time.perf_counter() - T_START
+    print(json.dumps(res), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

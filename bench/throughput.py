@@ -1,0 +1,381 @@
+"""Throughput: demandsense end to end against the baselines, on the same topics, in the same run.
+
+Starts an embedded Tansu broker and Redis, produces a simulated catalogue (10 stores x 2,000 SKUs,
+enough days for ``--events``) as Confluent Avro with event-time timestamps into input topics of
+``--partitions`` partitions, then times, each as a subprocess from start to exit, repeated and
+interleaved so that load from other jobs on the machine spreads over all of them:
+
+- ``demandsense``: ``demandsense run --from-beginning --exit-at-end`` with Redis views and metrics
+  on (decode, validation, dedup, every detector, triggers, alerts and dead letters to Kafka);
+- ``demandsense x2``: the same as two processes (``--process-id``/``--addresses``);
+- ``raw consumer``: confluent-kafka + fastavro decode, no engine (``bench/passthrough.py raw``);
+- ``bytewax passthrough``: Bytewax KafkaSource -> decode/re-encode -> KafkaSink (``... bytewax``);
+- ``quix passthrough``: the same in Quix Streams (``bench/quix_passthrough.py``), if installed.
+
+Then profiles one demandsense run with py-spy (``bench/results/flame.svg``) and reports the hot
+spots. Writes ``bench/results/throughput.md``.
+
+    python -m bench.throughput [--events 1000000] [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from bench._util import RESULTS, SIM_SKUS, SIM_STORES, fmt_rate, median, say, sim_days, table, write_result
+
+PY = sys.executable
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    inner: dict = field(default_factory=dict)
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_procs(cmds: list[list[str]], timeout: float = 1800, env: dict | None = None) -> Run:
+    """Start ``cmds`` together; wall time until all exit, their CPU seconds and summed peak RSS."""
+    cpu0 = _children_cpu()
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd(), env=env)
+        for c in cmds
+    ]
+    peaks = [0] * len(procs)
+    handles = [psutil.Process(p.pid) for p in procs]
+    while any(p.poll() is None for p in procs):
+        for i, h in enumerate(handles):
+            try:
+                rss = h.memory_info().rss + sum(c.memory_info().rss for c in h.children(recursive=True))
+                peaks[i] = max(peaks[i], rss)
+            except psutil.Error:
+                pass
+        if time.perf_counter() - t0 > timeout:
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"{cmds[0][:4]} ran over {timeout} s")
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    outs = [p.communicate() for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(p.args[:5])} exited {p.returncode}: {err[-3000:]}")
+    inner = {}
+    for out, _ in outs:
+        for line in out.splitlines()[::-1]:
+            if line.startswith("{"):
+                inner = json.loads(line)
+                break
+    return Run(wall, _children_cpu() - cpu0, sum(peaks) / 2**20, inner)
+
+
+def demandsense_cmds(bootstrap: str, redis_url: str | None, processes: int, extra: list[str] | None = None
+                     ) -> list[list[str]]:  # fmt: skip
+    from demandsense.embedded import free_port
+
+    base = [PY, "-m", "demandsense.cli", "--log-level", "WARNING", "run", "--bootstrap-servers", bootstrap,
+            "--from-beginning", "--exit-at-end", *(["--redis-url", redis_url] if redis_url else []),
+            *(extra or [])]  # fmt: skip
+    if processes == 1:
+        return [[*base, "--metrics-port", str(free_port())]]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    return [
+        [*base, "--metrics-port", str(free_port()), "--process-id", str(i), "--addresses", addresses]
+        for i in range(processes)
+    ]
+
+
+def topic_args(inputs: dict[str, str]) -> list[str]:
+    return [a for kind, topic in inputs.items() for a in ("--topic", f"{kind}={topic}")]
+
+
+# -- profile analysis -------------------------------------------------------------------------
+def _frame_name(frame: str) -> str:
+    """``func (path/file.py:line)`` -> ``path/file.py:func`` with the path shortened."""
+    func, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{path}:{func}"
+
+
+def hot_spots(raw: Path, top: int = 15) -> tuple[int, list[tuple[str, float, float]]]:
+    """Total samples and (function, self share, inclusive share) of the top functions by inclusive share."""
+    self_n: dict[str, int] = defaultdict(int)
+    incl_n: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame_name(f) for f in stack.split(";")]
+        self_n[frames[-1]] += n
+        for f in set(frames):
+            incl_n[f] += n
+    rows = [(f, self_n[f] / total, incl_n[f] / total) for f in incl_n]
+    return total, rows
+
+
+def profile(bootstrap: str, redis_url: str, out_svg: Path) -> tuple[float, Path | None]:
+    """py-spy over one demandsense run: collapsed stacks, rendered as a flame graph (SVG)."""
+    spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+    if not Path(spy).exists():
+        say("py-spy not installed (pip install py-spy): no profile")
+        return float("nan"), None
+    cmd = demandsense_cmds(bootstrap, redis_url, 1)[0]
+    raw = Path(tempfile.mkdtemp(prefix="bench-profile-")) / "demandsense.collapsed.txt"
+    say("profiling one demandsense run with py-spy ...")
+    r = run_procs([[spy, "record", "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(raw), "--", *cmd]])
+    flame_svg(raw, out_svg, "demandsense run --from-beginning --exit-at-end (py-spy, 200 Hz)")
+    return r.wall_s, raw
+
+
+def flame_svg(raw: Path, out: Path, title: str, width: int = 1400, row: int = 16) -> None:
+    """A flame graph (SVG, hover for names and shares) from py-spy's collapsed stacks."""
+    from html import escape
+
+    root: dict = {"n": 0, "kids": {}}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        node = root
+        node["n"] += n
+        for frame in stack.split(";"):
+            node = node["kids"].setdefault(frame, {"n": 0, "kids": {}})
+            node["n"] += n
+    total = root["n"] or 1
+    rects: list[str] = []
+    depth_max = 0
+
+    def walk(node: dict, x: float, depth: int) -> None:
+        nonlocal depth_max
+        for name, kid in sorted(node["kids"].items()):
+            w = kid["n"] / total * width
+            if w >= 0.3:
+                depth_max = max(depth_max, depth)
+                short = _frame_name(name)
+                hue = 20 + (hash(short) % 40)
+                label = escape(short) if w > 60 else ""
+                tip = escape(f"{short} ({kid['n']:,} samples, {kid['n'] / total:.1%})")
+                rects.append(
+                    f'<g><title>{tip}</title><rect x="{x:.1f}" y="{{Y{depth}}}" width="{w:.1f}" height="{row - 1}" '
+                    f'fill="hsl({hue},85%,60%)"/><text x="{x + 3:.1f}" y="{{T{depth}}}" font-size="11" '
+                    f'clip-path="none">{label[: int(w / 6.5)]}</text></g>'
+                )
+            walk(kid, x, depth + 1)
+            x += w
+
+    walk(root, 0.0, 0)
+    height = (depth_max + 3) * row
+    body = "\n".join(rects)
+    for d in range(depth_max + 1):  # icicle upside down: the root at the bottom
+        y = height - (d + 2) * row
+        body = body.replace(f"{{Y{d}}}", str(y)).replace(f"{{T{d}}}", str(y + row - 4))
+    out.write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace">\n'
+        f'<rect width="100%" height="100%" fill="#fff"/><text x="4" y="14" font-size="13">{escape(title)}: '
+        f"{total:,} samples; hover a frame for its share</text>\n{body}\n</svg>\n"
+    )
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000, help="at least this many input records (1,000,000)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each configuration, interleaved (3)")
+    p.add_argument("--partitions", type=int, default=4, help="partitions of each input topic (4)")
+    p.add_argument("--quick", action="store_true", help="100k events, one repeat, no profile (under a minute)")
+    p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--only", help="comma-separated subset: raw,bytewax,quix,ds1,ds2,ds1nv (views off)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.events, args.repeats, args.no_profile = min(args.events, 100_000), 1, True
+
+    from demandsense.embedded import Broker, RedisServer, create_topics, delete_topics
+    from demandsense.simulate import SimConfig, generate, produce
+    from flows.demand import Topics
+
+    topics = Topics()
+    inputs = topics.inputs()
+    days = sim_days(args.events)
+    cfg = SimConfig(stores=SIM_STORES, skus=SIM_SKUS, days=days, seed=42)
+    say(f"simulating {cfg.stores} stores x {cfg.skus} SKUs x {days:g} days")
+    sim = generate(cfg)
+    have_quix = importlib.util.find_spec("quixstreams") is not None
+    configs = ["raw", "bytewax", "ds1", "ds2", "ds1nv"] + (["quix"] if have_quix else [])
+    if args.only:
+        configs = [c for c in configs if c in args.only.split(",")]
+    results: dict[str, list[Run]] = defaultdict(list)
+
+    with Broker() as broker, RedisServer() as redis_server:
+        bs = broker.bootstrap_servers
+        create_topics(bs, inputs.values(), partitions=args.partitions)
+        create_topics(bs, topics.outputs().values())
+        t0 = time.perf_counter()
+        counts = produce(sim, bs, fmt="avro")
+        total = sum(counts.values())
+        say(f"produced {total:,} records {counts} in {time.perf_counter() - t0:.1f} s")
+        del sim
+
+        # fixed cost: the same command over empty input topics
+        empty = {k: f"bench.empty.{k}" for k in inputs}
+        create_topics(bs, empty.values(), partitions=args.partitions)
+        startup_extra = ["--sales-topic", empty["Sale"], "--inventory-topic", empty["InventoryEvent"],
+                         "--items-topic", empty["ItemParams"]]  # fmt: skip
+        startup = run_procs(demandsense_cmds(bs, redis_server.url, 1, startup_extra)).wall_s
+        say(f"demandsense start-up and shutdown over empty topics: {startup:.2f} s")
+
+        def one(name: str) -> Run:
+            if name == "raw":
+                cmd = [PY, "-m", "bench.passthrough", "raw", "--bootstrap-servers", bs, *topic_args(inputs)]
+                return run_procs([cmd])
+            if name in ("bytewax", "quix"):
+                out = f"bench.{name}.out"
+                create_topics(bs, [out])
+                try:
+                    if name == "bytewax":
+                        cmd = [PY, "-m", "bench.passthrough", "bytewax", "--bootstrap-servers", bs, "--out-topic", out]
+                    else:
+                        cmd = [PY, "-m", "bench.quix_passthrough", "--bootstrap-servers", bs, "--out-topic", out,
+                               "--count", str(total)]  # fmt: skip
+                    return run_procs([[*cmd, *topic_args(inputs)]])
+                finally:
+                    delete_topics(bs, [out])  # the broker keeps everything in memory
+            redis_url = None if name == "ds1nv" else redis_server.url
+            return run_procs(demandsense_cmds(bs, redis_url, 2 if name == "ds2" else 1))
+
+        for rep in range(args.repeats):
+            order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
+            for name in order:
+                r = one(name)
+                results[name].append(r)
+                say(f"[{rep + 1}/{args.repeats}] {LABELS[name]:<22} {total / r.wall_s:>10,.0f} events/s "
+                    f"(wall {r.wall_s:.2f} s, cpu {r.cpu_s:.1f} s, peak RSS {r.peak_rss_mb:.0f} MB)")  # fmt: skip
+
+        prof_wall, raw = (float("nan"), None)
+        if not args.no_profile:
+            prof_wall, raw = profile(bs, redis_server.url, RESULTS / "flame.svg")
+
+    report = render(results, total, counts, cfg, args, startup, prof_wall, raw)
+    print(report)
+    path = write_result("throughput", "Throughput", report)
+    say(f"wrote {path}")
+    return 0
+
+
+LABELS = {
+    "ds1": "demandsense (1 proc)",
+    "ds2": "demandsense (2 procs)",
+    "ds1nv": "demandsense (1 proc, no Redis views)",
+    "bytewax": "Bytewax passthrough",
+    "quix": "Quix passthrough",
+    "raw": "raw consumer + fastavro",
+}
+
+
+def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
+    def rate(name: str) -> float:
+        return median([total / r.wall_s for r in results.get(name, [])])
+
+    rows = []
+    for name in ("ds1", "ds2", "ds1nv", "bytewax", "quix", "raw"):
+        runs = results.get(name)
+        if not runs:
+            continue
+        rates = [total / r.wall_s for r in runs]
+        inner = [r.inner.get("first_to_last_s") for r in runs if r.inner.get("first_to_last_s")]
+        steady = median([r.inner["messages"] / s for r, s in zip(runs, inner, strict=False) if s]) if inner else None
+        rows.append([
+            LABELS[name],
+            fmt_rate(rate(name)),
+            " / ".join(f"{x:,.0f}" for x in rates),
+            f"{median([r.wall_s for r in runs]):.2f}",
+            f"{median([r.cpu_s for r in runs]) / total * 1e6:.1f}",
+            f"{median([r.peak_rss_mb for r in runs]):.0f}",
+            fmt_rate(steady) if steady else "",
+        ])  # fmt: skip
+    ds1, ds2, bw, quix, raw_rate, nv = (rate(n) for n in ("ds1", "ds2", "bytewax", "quix", "raw", "ds1nv"))
+    ratios = [
+        ["demandsense (1 proc) / Bytewax passthrough", f"{ds1 / bw:.2f}x", ">= 1.0x", _ok(ds1 / bw >= 1.0)],
+        ["demandsense (1 proc, no Redis views) / Bytewax passthrough", f"{nv / bw:.2f}x", "", ""],
+        ["demandsense 2 procs / 1 proc", f"{ds2 / ds1:.2f}x", ">= 1.6x", _ok(ds2 / ds1 >= 1.6)],
+        ["raw consumer + fastavro / Bytewax passthrough", f"{raw_rate / bw:.2f}x", "", ""],
+        ["Quix passthrough / Bytewax passthrough", f"{quix / bw:.2f}x", "", ""],
+    ]
+    net = total / max(1e-9, median([r.wall_s for r in results.get("ds1", [])]) - startup)
+    body = [
+        f"Input: `SimConfig(stores={cfg.stores}, skus={cfg.skus}, days={cfg.days:g}, seed={cfg.seed})` produced as "
+        f"Confluent Avro with event-time timestamps: {total:,} records "
+        f"({', '.join(f'{t}: {n:,}' for t, n in counts.items())}); input topics with {args.partitions} partitions; "
+        f"embedded Tansu broker and Redis on loopback. Each configuration ran {args.repeats} time(s), interleaved; "
+        "events/s is input records / wall time of the process(es) from start to exit (median of the runs). "
+        "demandsense runs with Redis views and metrics on.",
+        "",
+        table(
+            ["configuration", "events/s (median)", "each run", "wall s", "CPU µs/event", "peak RSS MB",
+             "first-to-last msg events/s"],
+            rows,
+        ),  # fmt: skip
+        "",
+        table(["ratio", "measured", "goal", "met"], ratios),
+        "",
+        f"demandsense start-up and shutdown over empty topics takes {startup:.2f} s of each run; without it the "
+        f"single process runs at {net:,.0f} events/s. CPU µs/event counts all the processes' CPU (user + sys) "
+        "per input record: less sensitive to other jobs on the machine than wall time. 'first-to-last' is measured "
+        "inside the baselines (it leaves out start-up and, for Quix, the group join).",
+    ]
+    if raw is not None:
+        n, spots = hot_spots(raw)
+        by_self = sorted(spots, key=lambda r: -r[1])[:15]
+        body += [
+            "",
+            f"## Profile of the demandsense run (py-spy, {n:,} samples at 200 Hz; flame graph: "
+            f"[flame.svg](flame.svg); the profiled run took {prof_wall:.1f} s)",
+            "",
+            "Top functions by own time (self) with their inclusive share:",
+            "",
+            table(["function", "self", "inclusive"], [[f"`{f}`", f"{s:.1%}", f"{i:.1%}"] for f, s, i in by_self]),
+        ]
+        wanted = ("flows/demand.py:", "operators/", "demandsense/", "flows/sinks.py:", "flows/sources.py:",
+                  "state/", "pickle", "fastavro", "prometheus_client")  # fmt: skip
+        by_incl = sorted((r for r in spots if any(w in r[0] for w in wanted)), key=lambda r: -r[2])[:25]
+        body += [
+            "",
+            "Project code and libraries by inclusive share (time in the function and everything it calls):",
+            "",
+            table(["function", "inclusive", "self"], [[f"`{f}`", f"{i:.1%}", f"{s:.1%}"] for f, s, i in by_incl]),
+        ]
+    return "\n".join(body)
+
+
+def _ok(b: bool) -> str:
+    return "yes" if b else "**no**"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
