@@ -309,29 +309,44 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
 
 
 class _ViewsPartition(StatelessSinkPartition[Sensed]):
-    def __init__(self, redis_args: dict) -> None:
+    """Coalesces views: an item that changed many times within ``flush_s`` is written once, as it is last."""
+
+    def __init__(self, redis_args: dict, flush_s: float) -> None:
         from state.views import RedisViews
 
         self._views = RedisViews.from_url(**redis_args)
+        self._flush_s = flush_s
+        self._latest: dict[tuple[str, str], ItemView] = {}
+        self._alerts: list[Alert] = []
+        self._flushed = time.monotonic()
 
     def write_batch(self, items: list[Sensed]) -> None:
-        views = [v for s in items for v in s.views]
-        alerts = [a for s in items for a in s.alerts]
-        if views or alerts:
-            self._views.write(views, alerts)
+        for s in items:
+            for v in s.views:
+                self._latest[v.store_id, v.sku] = v
+            self._alerts += s.alerts
+        if time.monotonic() - self._flushed >= self._flush_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._latest or self._alerts:
+            self._views.write(list(self._latest.values()), self._alerts)
+            self._latest, self._alerts = {}, []
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
+        self._flush()
         self._views.write([], [])  # one last attempt at whatever is still buffered
 
 
 class ViewsSink(DynamicSink[Sensed]):
     """Redis live views for analysts; an outage is retried, never stops the flow."""
 
-    def __init__(self, redis_args: dict) -> None:
-        self._args = redis_args
+    def __init__(self, redis_args: dict, flush_s: float = 1.0) -> None:
+        self._args, self._flush_s = redis_args, flush_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ViewsPartition:
-        return _ViewsPartition(self._args)
+        return _ViewsPartition(self._args, self._flush_s)
 
 
 def build_flow(settings: FlowSettings) -> Dataflow:
