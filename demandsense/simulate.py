@@ -871,6 +871,113 @@ def generate(cfg: SimConfig) -> Simulation:
     )
 
 
+@dataclass(frozen=True)
+class DemandPaths:
+    """The uncensored demand of every item: the sale lines :func:`generate` draws before any shelf.
+
+    Item ``i`` is store ``i // skus``, SKU ``i % skus``, in the order of :attr:`items` (the same
+    ItemParams dicts as ``Simulation.items``). Lines are sorted by (item, time) and carry promotion
+    lifts and the demand scenarios (spikes, drops); the shelf scenarios (stockout, phantom) are about
+    stock, not demand, and are not applied. Returns, shrink and adjustments are not included.
+    """
+
+    config: SimConfig
+    start_ms: int
+    end_ms: int
+    items: list[dict[str, Any]]
+    stores: list[dict[str, Any]]  # store_id, open_hour, close_hour (UTC)
+    item: np.ndarray  # (n,) item index of each line
+    t: np.ndarray  # (n,) event time, epoch ms
+    qty: np.ndarray  # (n,) units asked for
+    channel: np.ndarray  # (n,) index into CHANNELS
+    promo: np.ndarray  # (n,) bool: the line falls in its SKU's promotion
+    promo_price: np.ndarray  # (items,) price during the item's promotion (its price when it has none)
+    promo_id: list[str | None]  # (items,)
+    promotions: list[dict[str, Any]]  # sku, promo_id, start_ms, end_ms, lift, price_factor
+    scenarios: list[dict[str, Any]]  # scenario, store_id, sku, item, start_ms, end_ms (None: open), factor
+
+    @property
+    def hours(self) -> int:
+        """Whole hours from ``start_ms`` covering the run."""
+        return -(-(self.end_ms - self.start_ms) // HOUR_MS)
+
+    def hourly(self) -> np.ndarray:
+        """Units demanded per item and hour from ``start_ms``: an (items, hours) int array."""
+        out = np.zeros((len(self.items), self.hours), np.int64)
+        np.add.at(out, (self.item, (self.t - self.start_ms) // HOUR_MS), self.qty)
+        return out
+
+
+def demand_paths(cfg: SimConfig) -> DemandPaths:
+    """The demand :func:`generate` draws for ``cfg``, before the shelf censors it (same seed, same lines).
+
+    For closed-loop replenishment studies: a policy under test decides the stock, so the lines it
+    cannot serve are its lost sales. An item that never runs out in ``generate(cfg)`` sells exactly
+    these lines there.
+    """
+    _check(cfg)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(2 + cfg.stores)
+    ch = _chain(cfg, np.random.default_rng(seeds[0]))
+    day0, start, end = ch.span
+    multi = (np.array([c.multi_share for c in ch.cats]), np.array([c.multi_extra for c in ch.cats]))
+    cols: dict[str, list[np.ndarray]] = {"item": [], "t": [], "qty": [], "channel": [], "promo": []}
+    items, promo_price, promo_id = [], [], []
+    for s in range(cfg.stores):
+        rng = np.random.default_rng(seeds[2 + s])
+        day_mult, hour_mods = _demand_mods(ch.plan, s, cfg.skus, day0, ch.n_days, ch.promos)
+        promo_days = (np.full(cfg.skus, ch.n_days), np.full(cfg.skus, ch.n_days))
+        for k, (first, last, *_) in ch.promos.items():
+            promo_days[0][k], promo_days[1][k] = first, last
+        dem = _demand(
+            rng, ch.stores[s], ch.lines[s], day_mult, hour_mods, ch.cat, multi, promo_days, ch.dows, ch.span, cfg
+        )
+        for name in ("t", "qty", "channel", "promo"):
+            cols[name].append(dem[name])
+        cols["item"].append(dem["item"] + s * cfg.skus)
+        for k in range(cfg.skus):
+            it = _item(ch, s, k)
+            items.append(_item_params(it, float(ch.cost[k]), float(ch.lead_h[s, k]), ch.cats[ch.cat[k]].code, cfg))
+            promo_price.append(it.promo_price)
+            promo_id.append(it.promo_id)
+    scenarios = [
+        {
+            "scenario": sc.kind,
+            "store_id": ch.stores[s].store_id,
+            "sku": ch.sku_ids[k],
+            "item": s * cfg.skus + k,
+            "start_ms": sc.at_ms,
+            "end_ms": sc.until_ms,
+            "factor": sc.factor,
+        }
+        for (s, k), sc in sorted(ch.plan.items())
+        if sc.factor is not None
+    ]
+    promotions = [
+        {"sku": ch.sku_ids[k], "promo_id": p[4], "start_ms": day0 + p[0] * DAY_MS, "end_ms": day0 + p[1] * DAY_MS}
+        | {"lift": p[2], "price_factor": p[3]}
+        for k, p in sorted(ch.promos.items())
+    ]
+    return DemandPaths(
+        config=cfg,
+        start_ms=start,
+        end_ms=end,
+        items=items,
+        stores=[
+            {"store_id": st.store_id, "open_hour": st.open_ms // HOUR_MS, "close_hour": st.close_ms // HOUR_MS}
+            for st in ch.stores
+        ],
+        item=np.concatenate(cols["item"]).astype(np.int64),
+        t=np.concatenate(cols["t"]).astype(np.int64),
+        qty=np.concatenate(cols["qty"]).astype(np.int64),
+        channel=np.concatenate(cols["channel"]).astype(np.int64),
+        promo=np.concatenate(cols["promo"]).astype(bool),
+        promo_price=np.array(promo_price, float),
+        promo_id=promo_id,
+        promotions=promotions,
+        scenarios=scenarios,
+    )
+
+
 def _item_params(it: _Item, cost: float, lead_h: float, category: str, cfg: SimConfig) -> dict[str, Any]:
     return {
         "store_id": it.store_id,
