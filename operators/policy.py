@@ -61,7 +61,7 @@ class ItemDefaults:
     pack_size: int = 1
     min_qty: int = 4
     max_qty: int = 24
-    cycle_hours: float = 72.0  # demand an order should cover beyond the lead time (review cycle)
+    cycle_hours: float = 24.0  # demand an order should cover beyond the lead time (review cycle)
 
     def __post_init__(self) -> None:
         _require(0 < self.service_level < 1, "items.service_level must be between 0 and 1")

@@ -321,7 +321,8 @@ class StoreState:
         lead = _param(params, "lead_time_hours", d.lead_time_hours)
         if item.ordered_at is not None and t - item.ordered_at > 2 * lead * HOUR_MS:
             item.on_order, item.ordered_at = 0, None  # never arrived: stop counting on it
-        position = pos + item.on_order
+        # our own orders may already be in the feed's in_transit: count each unit once
+        position = pos + max(0, item.on_order - item.in_transit)
         pack = int(_param(params, "pack_size", d.pack_size))
         prior, det = self.prior(sku), policy.detection
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench import business as B
+from operators.policy import Policy
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -180,7 +181,7 @@ def test_what_if_is_installed_only_inside_the_context() -> None:
 
     original = store_module.order_up_to
     with B.WhatIf(day_cv2=0.25).installed() as policy:
-        assert store_module.order_up_to is not original and policy.items.cycle_hours == 72
+        assert store_module.order_up_to is not original and policy.items.cycle_hours == Policy().items.cycle_hours
     assert store_module.order_up_to is original
     with B.WhatIf(cycle_hours=24).installed():
         assert store_module.order_up_to is original
