@@ -13,9 +13,10 @@ matches one is timed as its Kafka timestamp (the sink's produce time) minus that
 alerts of the time-driven checks (on the 15-minute event-time grid) match none and are counted
 apart. Alerts caused by records of the first ``--warmup`` seconds are left out (start-up).
 
-Runs with ``allowed_lateness_s`` of 0 and 1 s (and, without ``--quick``, the default 300 s, for
-which the load runs 300 s longer): a store applies an event only once its watermark (the slowest
-active input stream, minus the allowed lateness) has passed it. Writes ``bench/results/latency.md``.
+Runs with ``allowed_lateness_s`` of 0 and 1 s, 0 s with ``stream_idle_s = 1``, the default 300 s
+(the load runs 300 s longer), and 0 s without Redis views: a store applies an event only once its
+watermark (its slowest active input stream, minus the allowed lateness) has passed it. Writes
+``bench/results/latency.md``.
 
     python -m bench.latency [--rate 5000] [--duration 60] [--quick]
 """
@@ -271,6 +272,7 @@ def one_run(bs: str, redis_url: str | None, sim, lateness: float | None, rate: f
         "lateness": 300.0 if lateness is None else lateness,
         "default": lateness is None,
         "extra": extra,
+        "views": redis_url is not None,
         "sent": sum(producer.counts.values()),
         "rate": sum(producer.counts.values()) / wall,
         "producer_behind_s": producer.behind_max,
@@ -296,17 +298,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0, help="first seconds of load left out (5)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of each input topic (4)")
     p.add_argument("--runs", default=None, help="comma-separated policies: allowed_lateness_s ('default' = 300 s "
-                   "from the defaults), optionally '/idle=S' for stream_idle_s (0,1,0/idle=1,default; --quick: 0)")
+                   "from the defaults), optionally '/idle=S' for stream_idle_s and '/noviews' to run without Redis "
+                   "views (0,1,0/idle=1,0/noviews,0/idle=1/noviews,default/noviews; --quick: 0,0/noviews)")
     p.add_argument("--no-redis", action="store_true", help="run without Redis views")
     p.add_argument("--profile", help="py-spy collapsed stacks of the (last) run to this file")
-    p.add_argument("--quick", action="store_true", help="lateness 0 only, 20 s of load (under a minute)")
+    p.add_argument("--quick", action="store_true", help="lateness 0 with and without views, 15 s of load each")
     args = p.parse_args(argv)
     if args.quick:
-        args.duration, args.runs = min(args.duration, 20.0), args.runs or "0"
+        args.duration, args.runs = min(args.duration, 15.0), args.runs or "0,0/noviews"
     runs = []
-    for spec in (args.runs or "0,1,0/idle=1,default").split(","):
-        lat, _, idle = spec.partition("/idle=")
-        runs.append((None if lat == "default" else float(lat), [("stream_idle_s", float(idle))] if idle else []))
+    for spec in (args.runs or "0,1,0/idle=1,0/noviews,0/idle=1/noviews,default/noviews").split(","):
+        parts = spec.split("/")
+        lat = parts[0]
+        extra = [("stream_idle_s", float(x.split("=", 1)[1])) for x in parts[1:] if x.startswith("idle=")]
+        views = "noviews" not in parts[1:] and not args.no_redis
+        runs.append((None if lat == "default" else float(lat), extra, views))
 
     from demandsense.embedded import Broker, RedisServer
     from demandsense.simulate import SimConfig, generate
@@ -314,12 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     sim = generate(SimConfig(stores=10, skus=2000, days=14, seed=7))
     results = []
     with Broker() as broker, RedisServer() as redis_server:
-        for i, (lateness, extra) in enumerate(runs):
+        for i, (lateness, extra, views) in enumerate(runs):
             name = ("default (300 s)" if lateness is None else f"{lateness:g} s") + "".join(
-                f", {k} = {v:g}" for k, v in extra)
+                f", {k} = {v:g}" for k, v in extra) + ("" if views else ", no Redis views")
             say(f"allowed_lateness_s = {name}: {args.rate:,.0f} events/s for "
                 f"{args.duration + (300 if lateness is None else lateness):.0f} s ...")  # fmt: skip
-            redis_url = None if args.no_redis else redis_server.url
+            redis_url = redis_server.url if views else None
             r = one_run(broker.bootstrap_servers, redis_url, sim, lateness, args.rate, args.duration, args.warmup,
                         args.partitions, f"{i}{int(time.time())}", extra, args.profile)  # fmt: skip
             results.append(r)
@@ -335,21 +341,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(results: list[dict], args) -> str:
+    from operators.policy import Detection
+
     rows = []
     for r in results:
         name = f"{r['lateness']:g} s" + (" (default)" if r["default"] else "")
         name += "".join(f", {k} = {v:g} s" for k, v in r["extra"])
+        name += "" if r["views"] else "; **Redis views off**"
         types = ", ".join(f"{k} {v:,}" for k, v in sorted(r["by_type"].items()))
         rows.append([name, fmt_rate(r["rate"]), f"{r['matched']:,} ({types})", f"{r['p50']:,.0f}",
                      f"{r['p99']:,.0f}", f"{r['max']:,.0f}", f"<= {r['engine_p50']:,.0f} / <= {r['engine_p99']:,.0f}",
                      f"{r['cpu_share']:.0%}", "yes" if r["p99"] < 500 else "**no**"])  # fmt: skip
-    views = "off" if args.no_redis else "on"
     return "\n".join([
         f"Steady load of {args.rate:,.0f} events/s (simulated sales and inventory of 10 stores x 2,000 SKUs with "
         f"event time = now, plus an OUT_OF_STOCK probe every 100 ms) for {args.duration:g} s (plus the lateness) "
-        f"per policy into input topics of {args.partitions} partitions; `demandsense run` with Redis views {views} "
-        f"and metrics on. Latency = alert's Kafka timestamp - event time (= Kafka timestamp) of the record that "
-        f"caused it, matched by (store, sku, event time); the first {args.warmup:g} s of load are left out; "
+        f"per policy into input topics of {args.partitions} partitions; `demandsense run` with metrics on and Redis "
+        "views on unless marked. Latency = alert's Kafka timestamp - event time (= Kafka timestamp) of the record "
+        f"that caused it, matched by (store, sku, event time); the first {args.warmup:g} s of load are left out; "
         "alerts of the time-driven checks (no causing record) are not timed. 'engine' is the process's own "
         "`demandsense_event_to_alert_seconds` histogram (bucket upper bounds): alert emission minus the newest "
         "event time of the batch that released it, i.e. the path from the producer to the store state without "
@@ -360,7 +368,8 @@ def render(results: list[dict], args) -> str:
         "",
         "A store applies an event only once its watermark has passed it: the newest event time of its slowest "
         "*active* input stream (a topic partition that carried one of the store's events within `stream_idle_s`, "
-        "3600 s by default), minus `allowed_lateness_s`. So the latency of an alert is the allowed lateness plus "
+        f"{Detection().stream_idle_s:g} s by default), minus `allowed_lateness_s`. So the latency of an alert is "
+        "the allowed lateness plus "
         "the time until every active stream of that store has carried a later event of the same store: a "
         "store's sparse stream (its inventory partition between the morning counts, a quiet till) holds its "
         "alerts back for up to `stream_idle_s`. With the default 300 s lateness every alert waits at least 300 s "
