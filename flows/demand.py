@@ -309,32 +309,46 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
 
 
 class _ViewsPartition(StatelessSinkPartition[Sensed]):
-    """Coalesces views: an item that changed many times within ``flush_s`` is written once, as it is last."""
+    """Coalesces views and writes them from a background thread every ``flush_s``.
+
+    An item that changed many times within ``flush_s`` is written once, as it is last. The writer
+    thread waits on Redis while the worker goes on (views are idempotent and best effort; an
+    outage is buffered and retried by :class:`RedisViews`).
+    """
 
     def __init__(self, redis_args: dict, flush_s: float) -> None:
         from state.views import RedisViews
 
         self._views = RedisViews.from_url(**redis_args)
         self._flush_s = flush_s
+        self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], ItemView] = {}
         self._alerts: list[Alert] = []
-        self._flushed = time.monotonic()
+        self._closing = threading.Event()
+        self._writer = threading.Thread(target=self._run, name="redis-views", daemon=True)
+        self._writer.start()
 
     def write_batch(self, items: list[Sensed]) -> None:
-        for s in items:
-            for v in s.views:
-                self._latest[v.store_id, v.sku] = v
-            self._alerts += s.alerts
-        if time.monotonic() - self._flushed >= self._flush_s:
+        with self._lock:
+            latest, alerts = self._latest, self._alerts
+            for s in items:
+                for v in s.views:
+                    latest[v.store_id, v.sku] = v
+                alerts += s.alerts
+
+    def _run(self) -> None:
+        while not self._closing.wait(self._flush_s):
             self._flush()
 
     def _flush(self) -> None:
-        if self._latest or self._alerts:
-            self._views.write(list(self._latest.values()), self._alerts)
+        with self._lock:
+            views, alerts = self._latest, self._alerts
             self._latest, self._alerts = {}, []
-        self._flushed = time.monotonic()
+        self._views.write(list(views.values()), alerts)
 
     def close(self) -> None:
+        self._closing.set()
+        self._writer.join()
         self._flush()
         self._views.write([], [])  # one last attempt at whatever is still buffered
 

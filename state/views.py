@@ -238,12 +238,31 @@ _ALERT_PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+ITEM_FIELDS = tuple(f.name for f in fields(ItemView))
+
+
+def item_values(view: ItemView) -> tuple[str, ...]:
+    """The hash values of a view in :data:`ITEM_FIELDS` order: ``""`` for None, tuples comma-separated."""
+    return (
+        view.store_id,
+        view.sku,
+        str(view.event_time),
+        str(view.expected_rate),
+        str(view.observed_rate),
+        _text(view.on_hand),
+        _text(view.position),
+        _text(view.hours_to_stockout),
+        str(view.risk),
+        ",".join(view.open_alerts),
+        _text(view.last_alert_type),
+        _text(view.last_alert_time),
+        ",".join(map(str, view.hourly_units)),
+    )
+
+
 def item_fields(view: ItemView) -> dict[str, str]:
     """The hash fields of a view: every field present, ``""`` for None, tuples comma-separated."""
-    out = {f.name: _text(getattr(view, f.name)) for f in fields(ItemView)}
-    out["open_alerts"] = ",".join(view.open_alerts)
-    out["hourly_units"] = ",".join(map(str, view.hourly_units))
-    return out
+    return dict(zip(ITEM_FIELDS, item_values(view), strict=True))
 
 
 def item_from_fields(raw: Mapping[Any, Any]) -> ItemView:
@@ -289,6 +308,37 @@ def connect(
 
 
 # ---------------------------------------------------------------- writer
+
+# Writes items of one store. KEYS: items, risk, open:{type}... (one per ALERT_TYPES), then one hash per item;
+# ARGV: ttl (s), now (ms), type..., then per item: sku, risk, ",open,types,", the ITEM_FIELDS values.
+_ITEMS_LUA = f"""
+local names = {{{", ".join(f"'{name}'" for name in ITEM_FIELDS)}}}
+local ntypes, nfields = {len(ALERT_TYPES)}, #names
+local ttl, now = ARGV[1], ARGV[2]
+local a = 3 + ntypes
+for i = 3 + ntypes, #KEYS do
+  local sku, risk, open = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local pairs = {{}}
+  for f = 1, nfields do
+    pairs[2 * f - 1] = names[f]
+    pairs[2 * f] = ARGV[a + 2 + f]
+  end
+  redis.call('HSET', KEYS[i], unpack(pairs))
+  redis.call('EXPIRE', KEYS[i], ttl)
+  redis.call('ZADD', KEYS[1], now, sku)
+  if risk > 0 then redis.call('ZADD', KEYS[2], risk, sku) else redis.call('ZREM', KEYS[2], sku) end
+  for t = 1, ntypes do
+    if string.find(open, ',' .. ARGV[2 + t] .. ',', 1, true) then
+      redis.call('ZADD', KEYS[2 + t], now, sku)
+    else
+      redis.call('ZREM', KEYS[2 + t], sku)
+    end
+  end
+  a = a + 3 + nfields
+end
+return #KEYS - 2 - ntypes
+"""
+_ITEMS_PER_CALL = 500
 
 # Adds one alert record to the stream unless its marker exists. KEYS: seen, stream, summary;
 # ARGV: marker ttl (s), maxlen, now (ms), field, value, ...
@@ -360,6 +410,7 @@ class RedisViews:
         self._clock = clock
         self._alert_script = client.register_script(_ALERT_LUA)
         self._store_script = client.register_script(_STORE_LUA)
+        self._items_script = client.register_script(_ITEMS_LUA)
         self._views: dict[tuple[str, str], ItemView] = {}
         self._alerts: deque[Alert] = deque()
         self.dropped_alerts = 0
@@ -413,31 +464,30 @@ class RedisViews:
 
     def _flush(self) -> None:
         now_ms = int(self._clock() * 1000)
-        pipe = self._client.pipeline(transaction=False)
+        by_store: dict[str, list[ItemView]] = {}
         for view in self._views.values():
-            self._put_item(pipe, view, now_ms)
+            by_store.setdefault(view.store_id, []).append(view)
+        pipe = self._client.pipeline(transaction=False)
+        for store, views in sorted(by_store.items()):
+            for i in range(0, len(views), _ITEMS_PER_CALL):
+                self._put_items(pipe, store, views[i : i + _ITEMS_PER_CALL], now_ms)
         for alert in self._alerts:
             self._put_alert(pipe, alert, now_ms)
-        for store in sorted({store for store, _ in self._views}):
+        for store in sorted(by_store):
             self._put_store(pipe, store, now_ms)
         pipe.execute()
         self._views.clear()
         self._alerts.clear()
 
-    def _put_item(self, pipe: Any, view: ItemView, now_ms: int) -> None:
-        k, store, sku = self._keys, view.store_id, view.sku
-        pipe.hset(k.item(store, sku), mapping=item_fields(view))
-        pipe.expire(k.item(store, sku), self.item_ttl_s)
-        if view.risk > 0:
-            pipe.zadd(k.risk(store), {sku: view.risk})
-        else:
-            pipe.zrem(k.risk(store), sku)
-        for alert_type in ALERT_TYPES:
-            if alert_type in view.open_alerts:
-                pipe.zadd(k.open(store, alert_type), {sku: now_ms})
-            else:
-                pipe.zrem(k.open(store, alert_type), sku)
-        pipe.zadd(k.items(store), {sku: now_ms})
+    def _put_items(self, pipe: Any, store: str, views: list[ItemView], now_ms: int) -> None:
+        """Items of one store in one script call: hashes, TTLs and their places in the store's sets."""
+        k = self._keys
+        keys = [k.items(store), k.risk(store), *(k.open(store, t) for t in ALERT_TYPES)]
+        args: list[Any] = [self.item_ttl_s, now_ms, *ALERT_TYPES]
+        for view in views:
+            keys.append(k.item(store, view.sku))
+            args += (view.sku, view.risk, "," + ",".join(view.open_alerts) + ",", *item_values(view))
+        self._items_script(keys=keys, args=args, client=pipe)
 
     def _put_alert(self, pipe: Any, alert: Alert, now_ms: int) -> None:
         k = self._keys
