@@ -268,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
     from bytewax.run import cli_main
 
     from demandsense import server
-    from flows import sources
+    from flows import sinks, sources
     from flows.demand import FlowSettings, KafkaIO, Topics, build_flow
 
     process_id, addresses = _cluster(args)
@@ -318,6 +318,8 @@ def _run(args: argparse.Namespace) -> int:
         epoch_interval=timedelta(seconds=args.snapshot_interval),
         recovery_config=recovery,
     )
+    if sinks.UNDELIVERED[0]:
+        raise DemandsenseError(f"{sinks.UNDELIVERED[0]} records could not be delivered to Kafka (see the log)")
     why = "flow stopped" if sources.STOP.is_set() else "flow finished: every input reached its end"
     log.info(why, extra=_totals())
     return 0
@@ -336,6 +338,9 @@ def _totals() -> dict[str, int]:
         "triggers_out": total(metrics.TRIGGERS_OUT),
         "dead_letters": total(metrics.DEAD_LETTERS),
         "delivery_errors": total(metrics.DELIVERY_ERRORS),
+        "delivery_retries": total(metrics.DELIVERY_RETRIES),
+        "delivery_lost": total(metrics.DELIVERY_LOST),
+        "producer_queue_full": total(metrics.PRODUCER_QUEUE_FULL),
     }
 
 

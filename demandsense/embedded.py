@@ -21,13 +21,18 @@ What Tansu 0.6 does differently from Apache Kafka (measured with confluent-kafka
   fetch ``get_watermark_offsets(tp, cached=True)`` and ``enable.partition.eof`` are right.
   ``auto.offset.reset=latest`` starts at the low figure and so delivers the tail of the last batch.
   Code that stops at "the end offset at start" must read that end from a fetch, not a query.
-- **Memory storage.** A stop or :meth:`Broker.restart` loses every topic, record and committed
-  offset; callers re-create their topics. Clients reconnect by themselves; a producer writing to a
+- **Memory storage** (the default). A stop or :meth:`Broker.restart` loses every topic, record and
+  committed offset; callers re-create their topics. Clients reconnect by themselves; a producer writing to a
   lost topic re-creates it with one partition (topics are auto-created on produce and on metadata
   requests that allow it), and a consumer past the new end gets an out-of-range reset.
 - Works as in Kafka: explicit topic creation with N partitions (``TOPIC_ALREADY_EXISTS`` on a
   repeat) and deletion, keyed partitioning, lz4/zstd/gzip/snappy compression, producer
   timestamps (kept as CreateTime), idempotent and transactional producers.
+- **Persistent storage.** This Tansu build has one storage engine, ``dynostore``: ``memory://``
+  or ``s3://BUCKET/`` (``sqlite://``: ``FeatureNotEnabled { feature: "libsql" }``; ``postgres://``:
+  ``FeatureNotEnabled { feature: "postgres" }``; ``file://``: ``UnsupportedStorageUrl``). With
+  ``storage=`` an :class:`ObjectStore` (moto's S3 server, a dev dependency), topics, records and
+  committed offsets outlive a broker restart or SIGKILL: the broker-restart fault tests use it.
 - **Shutdown.** On SIGTERM Tansu waits 5 s for open client connections to close; on SIGINT it
   exits at once, so :meth:`Broker.stop` sends SIGINT (nothing is lost: storage is memory).
 """
@@ -35,10 +40,12 @@ What Tansu 0.6 does differently from Apache Kafka (measured with confluent-kafka
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
@@ -48,6 +55,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from urllib.error import URLError
+from urllib.request import Request, urlopen
 
 import redis
 from confluent_kafka import KafkaError, KafkaException
@@ -135,6 +144,10 @@ class _Server(ABC):
     def _answers(self) -> bool:
         """One readiness probe, once the port accepts connections."""
 
+    def _env(self) -> dict[str, str] | None:
+        """The server's environment (None: this process's)."""
+        return None
+
     @property
     def running(self) -> bool:
         """Whether the subprocess is alive."""
@@ -156,6 +169,7 @@ class _Server(ABC):
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.workdir,
+                    env=self._env(),
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -188,6 +202,15 @@ class _Server(ABC):
         if proc is not None:
             _end(proc, self.stop_signal, timeout)
 
+    def kill(self) -> None:
+        """SIGKILL the server at once (a crash); :meth:`start` brings it back on the same port."""
+        proc, self._proc = self._proc, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
     def restart(self) -> Self:
         """Stop and start again on the same port."""
         self.stop()
@@ -207,14 +230,59 @@ class _Server(ABC):
         self.close()
 
 
-class Broker(_Server):
-    """An embedded Tansu Kafka broker (memory storage) on a loopback port.
+class ObjectStore(_Server):
+    """An S3-compatible object store on a loopback port (moto's server, in memory) with one bucket.
 
-    A restart loses all topics, records and committed offsets: re-create topics afterwards.
+    Storage for a :class:`Broker` that keeps its topics over broker restarts (while this runs).
+    """
+
+    name = "s3"
+    bucket = "tansu"
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What an S3 client (Tansu's object_store) needs to reach it."""
+        return {
+            "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "demandsense", "AWS_SECRET_ACCESS_KEY": "demandsense",
+        }  # fmt: skip
+
+    def _command(self) -> list[str]:
+        if importlib.util.find_spec("moto") is None:
+            raise ServiceUnavailable("no S3 server for persistent broker storage: install moto[server] (dev extra)")
+        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+
+    def _answers(self) -> bool:
+        try:  # creating the bucket is the probe (idempotent in moto)
+            urlopen(Request(f"{self.endpoint}/{self.bucket}", method="PUT"), timeout=1).close()
+        except (URLError, OSError):
+            return False
+        return True
+
+
+class Broker(_Server):
+    """An embedded Tansu Kafka broker on a loopback port.
+
+    With memory storage (the default) a restart loses all topics, records and committed offsets:
+    re-create topics afterwards. With ``storage`` (a running :class:`ObjectStore`) they are kept.
     """
 
     name = "tansu"
     stop_signal = signal.SIGINT  # SIGTERM waits 5 s for clients to disconnect
+
+    def __init__(
+        self, *, port: int | None = None, start_timeout: float = 10.0, storage: ObjectStore | None = None
+    ) -> None:
+        super().__init__(port=port, start_timeout=start_timeout)
+        self.storage = storage
+
+    def _env(self) -> dict[str, str] | None:
+        return None if self.storage is None else {**os.environ, **self.storage.client_env}
 
     @property
     def bootstrap_servers(self) -> str:
@@ -223,8 +291,9 @@ class Broker(_Server):
 
     def _command(self) -> list[str]:
         url = f"tcp://{HOST}:{self.port}"
+        storage = "memory://tansu/" if self.storage is None else f"s3://{self.storage.bucket}/"
         return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]  # fmt: skip
+                "--storage-engine", storage]  # fmt: skip
 
     def _answers(self) -> bool:
         try:

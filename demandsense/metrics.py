@@ -29,3 +29,12 @@ KEYS_EVICTED = Counter("demandsense_keys_evicted", "Idle keys whose detail was s
 LAST_BATCH = Gauge("demandsense_last_event_timestamp_seconds", "Wall clock of the last processed input batch.")
 CONSUMER_LAG = Gauge("demandsense_consumer_lag", "End offset minus next offset to read.", ["topic", "partition"])
 DELIVERY_ERRORS = Counter("demandsense_delivery_errors", "Kafka produce deliveries that failed.", ["topic"])
+DELIVERY_RETRIES = Counter(
+    "demandsense_delivery_retries", "Records produced again after their delivery failed.", ["topic"]
+)
+DELIVERY_LOST = Counter(
+    "demandsense_delivery_lost", "Records still undelivered after every retry (the job then fails).", ["topic"]
+)
+PRODUCER_QUEUE_FULL = Counter(
+    "demandsense_producer_queue_full", "Times the Kafka sink waited for room in the producer's local queue."
+)

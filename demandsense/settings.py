@@ -9,7 +9,8 @@ from pathlib import Path
 from demandsense.errors import ConfigError
 from operators.policy import Policy
 
-SECRET_KEYS = ("sasl.password", "ssl.key.password")
+SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.key.pem", "ssl.keystore.password")
+PRODUCER_ENV = "DEMANDSENSE_PRODUCER_"
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -55,6 +56,34 @@ def kafka_config(
     }
     conf.update({k: v for k, v in optional.items() if v})
     return conf
+
+
+def producer_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """librdkafka producer settings from ``DEMANDSENSE_PRODUCER_<NAME>`` variables.
+
+    ``<NAME>`` is the property upper-cased with dots as underscores:
+    ``DEMANDSENSE_PRODUCER_MESSAGE_TIMEOUT_MS=60000`` sets ``message.timeout.ms``,
+    ``DEMANDSENSE_PRODUCER_QUEUE_BUFFERING_MAX_MESSAGES=10000`` the local queue's bound. librdkafka
+    refuses unknown names when the producer is built.
+    """
+    environ = os.environ if environ is None else environ
+    return {
+        k.removeprefix(PRODUCER_ENV).lower().replace("_", "."): v
+        for k, v in environ.items()
+        if k.startswith(PRODUCER_ENV) and len(k) > len(PRODUCER_ENV)
+    }
+
+
+def delivery_retries(environ: dict[str, str] | None = None) -> int:
+    """How often the Kafka sink re-produces a record whose delivery failed (``DEMANDSENSE_DELIVERY_RETRIES``, 8)."""
+    raw = (os.environ if environ is None else environ).get("DEMANDSENSE_DELIVERY_RETRIES", "8")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ConfigError(f"DEMANDSENSE_DELIVERY_RETRIES must be an integer, got {raw!r}") from None
+    if n < 0:
+        raise ConfigError(f"DEMANDSENSE_DELIVERY_RETRIES must be 0 or more, got {n}")
+    return n
 
 
 def redacted(conf: dict[str, str]) -> dict[str, str]:

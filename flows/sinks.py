@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from demandsense import metrics
 from demandsense.serde import JsonCodec, iso_from_ms, make_codec
+from demandsense.settings import delivery_retries, producer_overrides
 from operators.events import Alert, DeadLetter, Trigger, key_on
 
 log = logging.getLogger("demandsense.sinks")
@@ -40,19 +43,111 @@ def record_key(item: Out) -> str | None:
     return key_on(item.store_id, item.sku)
 
 
+class DeliveryFailed(RuntimeError):
+    """Records could not be delivered to Kafka after every retry: the job stops rather than lose them quietly."""
+
+
+UNDELIVERED = [0]  # records a closing Kafka sink could not deliver, for the exit code (see ``cli._run``)
+
+
+@dataclass
+class _Retry:
+    topic: str
+    key: bytes | None
+    value: bytes
+    attempt: int  # 1 for the first re-produce
+    due: float  # time.monotonic() when it may be produced again
+
+
+def retry_backoff(attempt: int) -> float:
+    """Seconds to wait before re-producing for the ``attempt``-th time: 0.5, 1, 2, ... capped at 30."""
+    return min(30.0, 0.5 * 2 ** (attempt - 1))
+
+
 class _KafkaPartition(StatelessSinkPartition[Out]):
+    """A producer whose failed deliveries are produced again, and whose full queue holds the flow back.
+
+    librdkafka retries a send by itself until ``message.timeout.ms`` (300 s by default); a record that
+    still fails is counted (``demandsense_delivery_errors_total``) and produced again after a backoff,
+    up to ``DEMANDSENSE_DELIVERY_RETRIES`` times (``demandsense_delivery_retries_total``). One that
+    fails every time is counted in ``demandsense_delivery_lost_total`` and the job fails
+    (:class:`DeliveryFailed` from the next batch; at close, a non-zero exit) instead of going on
+    without it. A background thread serves delivery reports and due retries while no batch arrives.
+    """
+
+    CLOSE_TIMEOUT_S = 30.0
+
     def __init__(self, config: dict, topics: dict[str, str], fmt: str, registry_url: str | None) -> None:
         producer_config = {k: v for k, v in config.items() if k not in CONSUMER_ONLY}
-        self._producer = Producer({"linger.ms": 5, "acks": "all", **producer_config})
+        self._producer = Producer({"linger.ms": 5, "acks": "all", **producer_config, **producer_overrides()})
         self._topics = topics
         self._codecs = {k: make_codec(fmt, k, topic=topics[k], registry_url=registry_url) for k in topics}
+        self._max_retries = delivery_retries()
+        self._on_delivery = [partial(self._delivered, attempt=n) for n in range(self._max_retries + 1)]
+        self._lock = threading.Lock()
+        self._retries: list[_Retry] = []
+        self._lost = 0
+        self._raised = False
+        self._last_warning = 0.0
+        self._stopping = threading.Event()
+        self._pump = threading.Thread(target=self._serve, name="demandsense-delivery", daemon=True)
+        self._pump.start()
 
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            metrics.DELIVERY_ERRORS.labels(msg.topic()).inc()
-            log.error("delivery to %s failed: %s", msg.topic(), err)
+    def _delivered(self, err: KafkaError | None, msg: Message, attempt: int = 0) -> None:
+        if err is None:
+            return
+        topic = msg.topic()
+        metrics.DELIVERY_ERRORS.labels(topic).inc()
+        give_up = err.fatal() or attempt >= self._max_retries
+        wait = retry_backoff(attempt + 1)
+        with self._lock:
+            if give_up:
+                self._lost += 1
+            else:
+                self._retries.append(_Retry(topic, msg.key(), msg.value(), attempt + 1, time.monotonic() + wait))
+            say = time.monotonic() - self._last_warning >= 1.0
+            if say:  # at most one line a second during an outage; every failure is counted
+                self._last_warning = time.monotonic()
+        if give_up:
+            metrics.DELIVERY_LOST.labels(topic).inc()
+            if say:
+                log.error("delivery to %s failed after %d retries, giving up: %s", topic, attempt, err)
+        elif say:
+            log.warning("delivery to %s failed (%s); producing it again in %.1f s (retry %d of %d)",
+                        topic, err, wait, attempt + 1, self._max_retries)  # fmt: skip
+
+    def _resend_due(self) -> int:
+        """Produce again the retries whose backoff has passed; return how many are still waiting."""
+        now = time.monotonic()
+        with self._lock:
+            due = [r for r in self._retries if r.due <= now]
+            self._retries = [r for r in self._retries if r.due > now]
+        for i, r in enumerate(due):
+            try:
+                self._producer.produce(r.topic, r.value, r.key, on_delivery=self._on_delivery[r.attempt])
+            except BufferError:  # the queue is full: these wait for the next round
+                with self._lock:
+                    self._retries.extend(due[i:])
+                break
+            metrics.DELIVERY_RETRIES.labels(r.topic).inc()
+        with self._lock:
+            return len(self._retries)
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.1)
+            self._resend_due()
+
+    def _check(self) -> None:
+        if self._lost and not self._raised:
+            self._raised = True  # once: Bytewax closes the partition while unwinding, which must not raise again
+            raise DeliveryFailed(
+                f"{self._lost} records could not be delivered to Kafka after {self._max_retries} retries; "
+                "the job stops so that it resumes from its last snapshot"
+            )
 
     def write_batch(self, items: list[Out]) -> None:
+        self._check()
         now_ms = int(time.time() * 1000)
         for item in items:
             kind = KINDS[type(item)]
@@ -61,17 +156,30 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
             while True:
                 try:
                     self._producer.produce(
-                        self._topics[kind], value, key.encode() if key else None, on_delivery=self._delivered
+                        self._topics[kind], value, key.encode() if key else None, on_delivery=self._on_delivery[0]
                     )
                     break
                 except BufferError:  # local queue full: serve deliveries, then retry (back-pressure)
+                    metrics.PRODUCER_QUEUE_FULL.inc()
                     self._producer.poll(0.2)
         self._producer.poll(0)
 
     def close(self) -> None:
-        left = self._producer.flush(30)
-        if left:
-            log.error("%d records were not delivered before shutdown", left)
+        self._stopping.set()
+        self._pump.join()
+        deadline = time.monotonic() + self.CLOSE_TIMEOUT_S
+        while True:
+            in_flight = self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
+            waiting = self._resend_due()
+            if (not in_flight and not waiting) or time.monotonic() >= deadline:
+                break
+            if not in_flight:
+                time.sleep(0.05)
+        # Bytewax calls close from a destructor, where an exception aborts the process: count, log, and let
+        # ``demandsense run`` exit non-zero instead.
+        if in_flight or waiting or (self._lost and not self._raised):
+            UNDELIVERED[0] += in_flight + waiting + (0 if self._raised else self._lost)
+            log.error("%d records were not delivered to Kafka before shutdown", UNDELIVERED[0])
 
 
 class KafkaSink(DynamicSink[Out]):
