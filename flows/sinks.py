@@ -161,7 +161,7 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
                     break
                 except BufferError:  # local queue full: serve deliveries, then retry (back-pressure)
                     metrics.PRODUCER_QUEUE_FULL.inc()
-                    self._producer.poll(0.2)
+                    self._producer.poll(0.01)  # short: the delivery thread may serve the report
         self._producer.poll(0)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ coordinates) or with what was handed to the sink.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -218,3 +219,29 @@ def test_undelivered_at_close_makes_the_run_exit_non_zero(running: Broker, monke
     sink.close()  # never raises (Bytewax calls it from a destructor) but counts what is left
     assert time.monotonic() - t0 < 5
     assert sinks.UNDELIVERED == [4]
+
+
+# -- slow downstream: back-pressure -------------------------------------------------------------
+
+
+def test_a_stalled_broker_holds_the_sink_back_within_its_queue_bound(
+    running: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = f"pytest_stall_{uuid.uuid4().hex[:8]}"
+    create_topics(running.bootstrap_servers, [topic])
+    monkeypatch.setenv("DEMANDSENSE_PRODUCER_QUEUE_BUFFERING_MAX_MESSAGES", "50")
+    full_before = _value("demandsense_producer_queue_full_total")
+    sink = _sink(running.bootstrap_servers, topic)
+    running.kill()
+    writer = threading.Thread(target=sink.write_batch, args=(_letters(1000),), daemon=True)
+    writer.start()
+    time.sleep(1.5)
+    assert writer.is_alive(), "the sink waits for room in the queue instead of buffering without bound"
+    assert len(sink._producer) <= 50
+    assert _value("demandsense_producer_queue_full_total") > full_before
+    running.start()
+    writer.join(30)
+    assert not writer.is_alive()
+    sink.close()
+    got = consume_all(running.bootstrap_servers, topic)
+    assert sorted(int(m.key()[1:]) for m in got) == list(range(1000))
