@@ -146,12 +146,6 @@ class Decoder:
         return out
 
 
-def _partition_key(batch: Batch) -> str:
-    """``topic:partition`` of a batch's records (control markers have their own key)."""
-    kind, records = batch
-    return CONTROL if kind == CONTROL else f"{records[0].source}:{records[0].partition}"
-
-
 def _by_store(markers: list[str]):
     """(store_id, (events, newest Kafka ms)) per store of a decoded batch; a control marker goes to every worker."""
 
@@ -388,17 +382,9 @@ def build_flow(settings: FlowSettings) -> Dataflow:
         codecs = {k: JsonCodec() for k in KINDS}
 
     batches = op.input("in", flow, source)  # (kind, [RawRecord])
-    decoder = Decoder(codecs, policy)
-    if markers:
-        # A cluster: process 0 reads; each input partition's batches are decoded on one worker (spread by
-        # partition, in order: a store must see each partition's records in the order they were read).
-        # Other processes can ask for a stop through the control input.
-        control = op.input("control", flow, ControlSource(markers, io.workers))
-        by_part = op.key_on("by_partition", op.merge("with_control", batches, control), _partition_key)
-        decoded_kv = op.stateful_map("decode_spread", by_part, lambda _none, b: (None, decoder(b)))  # no state
-        decoded = op.map("decode", decoded_kv, lambda kv: kv[1])  # Decoded
-    else:
-        decoded = op.map("decode", batches, decoder)  # Decoded
+    if markers:  # a cluster: the processes that read nothing can ask for a stop through the control input
+        batches = op.merge("with_control", batches, op.input("control", flow, ControlSource(markers, io.workers)))
+    decoded = op.map("decode", batches, Decoder(codecs, policy))  # Decoded
     dead = op.flat_map("dead_letters", decoded, lambda d: d.dead)  # DeadLetter
     per_store = op.flat_map("by_store", decoded, _by_store(markers))  # (store_id, ([event], newest ms))
     keyed = op.stateful("sense", per_store, _builder_for(policy, settings.redis is not None))  # (store_id, Sensed)

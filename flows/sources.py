@@ -75,14 +75,12 @@ class Alignment:
     record is further than the window ahead of the earliest one waits, so a backfill reads
     sales and inventory side by side in event time instead of one topic racing ahead and making
     the other look late. The partition holding the earliest record never waits; caught-up
-    partitions take no part. Partitions are read by the worker threads of one process (process 0
-    in a cluster, see :class:`KafkaBatchSource`), so this one object sees them all; it also
-    knows when the last of them ended.
+    partitions take no part. One worker reads every partition (see :class:`KafkaBatchSource`),
+    so this one object sees them all; it also knows when the last of them ended.
     """
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
-        self._lock = threading.Lock()
         self._next: dict[str, int] = {}
         self._known: set[str] = set()
         self._ended: set[str] = set()
@@ -94,49 +92,46 @@ class Alignment:
         The others (master data) are loaded first: aligned partitions wait until each of them has been
         read to its end once, so a store knows its items' parameters before it applies any event.
         """
-        with self._lock:
-            aligned = set(aligned)
-            for p in parts:
-                if p not in self._known:
-                    self._known.add(p)
-                    if p in aligned:
-                        self._next[p] = 0
-                    else:
-                        self._loading.add(p)
+        aligned = set(aligned)
+        for p in parts:
+            if p not in self._known:
+                self._known.add(p)
+                if p in aligned:
+                    self._next[p] = 0
+                else:
+                    self._loading.add(p)
 
     def loaded(self, part: str) -> None:
         """Master-data partition ``part`` has been read to its end once."""
-        with self._lock:
-            self._loading.discard(part)
+        self._loading.discard(part)
 
     def limit(self, part: str) -> float:
         """Latest timestamp ``part`` may emit now."""
-        with self._lock:
-            if self._loading and part not in self._loading:
-                return float("-inf")
-            others = [t for p, t in self._next.items() if p != part]
+        if self._loading and part not in self._loading:
+            return float("-inf")
+        others = [t for p, t in self._next.items() if p != part]
         return min(others) + self.window_ms if others else float("inf")
 
     def waiting_at(self, part: str, ts: int | None) -> None:
         """``part``'s next record has timestamp ``ts`` (None: it is caught up)."""
-        with self._lock:
-            if ts is None or ts < 0:
-                self._next.pop(part, None)
-            elif part not in self._ended:
-                self._next[part] = ts
+        if ts is None or ts < 0:
+            self._next.pop(part, None)
+        elif part not in self._ended:
+            self._next[part] = ts
 
     def ended(self, part: str) -> bool:
         """``part`` will read no more; True when it was the last input partition to end."""
-        with self._lock:
-            self._next.pop(part, None)
-            self._loading.discard(part)
-            self._known.add(part)
-            last = part not in self._ended and len(self._ended) + 1 == len(self._known)
-            self._ended.add(part)
-            return last
+        self._next.pop(part, None)
+        self._loading.discard(part)
+        self._known.add(part)
+        last = part not in self._ended and len(self._ended) + 1 == len(self._known)
+        self._ended.add(part)
+        return last
 
 
-class _KafkaPartition(StatefulSourcePartition[Batch, int]):
+class _KafkaPartition:
+    """Reads one Kafka partition for :class:`_KafkaReader`; ``next_batch`` raises StopIteration once it ended."""
+
     def __init__(
         self,
         config: dict,
@@ -249,20 +244,50 @@ class _KafkaPartition(StatefulSourcePartition[Batch, int]):
         self._consumer.close()
 
 
-class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
+class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
+    """Every input partition, read by one worker; the snapshot is the next offset of each."""
+
+    def __init__(self, parts: dict[str, _KafkaPartition]) -> None:
+        self._parts = parts
+        self._ended: dict[str, int] = {}  # next offset of the partitions that stopped
+
+    def next_batch(self) -> list[Batch]:
+        out: list[Batch] = []
+        for name, part in list(self._parts.items()):
+            try:
+                out += part.next_batch()
+            except StopIteration:
+                self._ended[name] = part.snapshot()
+                part.close()
+                del self._parts[name]
+        if not self._parts and not out:
+            raise StopIteration
+        return out
+
+    def next_awake(self) -> datetime | None:
+        wakes = [p.next_awake() for p in self._parts.values()]
+        return None if not wakes or None in wakes else min(w for w in wakes if w is not None)
+
+    def snapshot(self) -> dict[str, int]:
+        return {**self._ended, **{name: part.snapshot() for name, part in self._parts.items()}}
+
+    def close(self) -> None:
+        for part in self._parts.values():
+            part.close()
+
+
+class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
     """Every partition of the input topics, read by assignment (offsets live in Bytewax snapshots).
 
     ``from_beginning`` starts new partitions at the earliest offset (else at the end);
     ``exit_at_end`` stops each partition at the end offset it had when the job started;
     ``duration_s`` stops reading after that many seconds (the demo).
 
-    In a cluster (``processes`` > 1) only process 0 lists the partitions, so they are spread over
-    its workers and aligned in event time by one :class:`Alignment` (partitions read in different
-    processes could drift hours apart in a backfill or a catch-up, and a store's events from the
-    slower one would then arrive behind its clock). The flow spreads the batches over every
-    worker by partition (one decoder per partition keeps its order), so decoding and keyed state
-    scale out. ``markers`` are keys that reach every worker: a partition that stops sends
-    :class:`Control` markers along them.
+    One worker reads every partition (a worker of process 0, in a cluster): a store then receives its
+    events from that one worker, in the order they were read, however many workers and processes
+    hold the stores, so any cluster gives the outputs of a single worker. The partitions are
+    aligned in event time by an :class:`Alignment`. ``markers`` are keys that reach every
+    worker: when input stops or ends, :class:`Control` markers go along them.
     """
 
     def __init__(
@@ -282,18 +307,26 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
             "enable.partition.eof": True,
             "fetch.queue.backoff.ms": 1,
             "queued.min.messages": 20000,
+            # Latency (bench/results/latency.md): a fetch may be held this long by the broker. librdkafka's
+            # 500 ms default delayed records by ~140 ms at the median and 260 ms at p99 on the embedded
+            # broker, which answers late even with data waiting; a store's watermark waits for the slowest
+            # of its partitions, so that tail is paid on almost every alert. At 50 ms an idle partition
+            # costs 20 fetch requests a second.
+            "fetch.wait.max.ms": 50,
+            "socket.nagle.disable": True,  # fetch requests are small: do not let them wait for ACKs
             **config,
         }
         self._topics = topics  # kind -> topic
         self._from_beginning, self._exit_at_end = from_beginning, exit_at_end
         self._deadline = None if duration_s is None else time.monotonic() + duration_s
-        self._alignment = Alignment(int(align_window_s * 1000))
+        self._align_window_ms = int(align_window_s * 1000)
         self._reader = reader
         self._markers = markers or []
 
     def list_parts(self) -> list[str]:
-        if not self._reader:
-            return []
+        return ["kafka"] if self._reader else []
+
+    def build_part(self, step_id: str, for_part: str, resume_state: dict[str, int] | None) -> _KafkaReader:
         consumer = Consumer(self._config)
         try:
             meta = consumer.list_topics(timeout=10)
@@ -302,23 +335,22 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
             raise ServiceUnavailable(f"Kafka at {servers} did not answer: {exc}") from exc
         finally:
             consumer.close()
-        parts = []
-        for kind, topic in self._topics.items():
-            if topic not in meta.topics:
-                continue  # an optional input (item params) may not exist
-            parts += [f"{kind}:{topic}:{p}" for p in sorted(meta.topics[topic].partitions)]
-        names = {p: p.split(":", 1)[1] for p in parts}
-        self._alignment.expect(names.values(), [n for p, n in names.items() if not p.startswith("ItemParams:")])
-        return parts
-
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
-        kind, rest = for_part.split(":", 1)
-        topic, partition = rest.rsplit(":", 1)
-        start = resume_state if resume_state is not None else (OFFSET_BEGINNING if self._from_beginning else OFFSET_END)
-        return _KafkaPartition(
-            self._config, kind, topic, int(partition), start, self._exit_at_end, self._deadline, self._alignment,
-            self._markers,
-        )  # fmt: skip
+        parts = [  # (kind, topic, partition); an optional input (item params) may not exist
+            (kind, topic, p) for kind, topic in self._topics.items() if topic in meta.topics
+            for p in sorted(meta.topics[topic].partitions)
+        ]  # fmt: skip
+        alignment = Alignment(self._align_window_ms)
+        alignment.expect([f"{t}:{p}" for _, t, p in parts], [f"{t}:{p}" for k, t, p in parts if k != "ItemParams"])
+        resume = resume_state or {}
+        default = OFFSET_BEGINNING if self._from_beginning else OFFSET_END
+        readers = {
+            f"{t}:{p}": _KafkaPartition(
+                self._config, kind, t, p, resume.get(f"{t}:{p}", default), self._exit_at_end, self._deadline,
+                alignment, self._markers,
+            )
+            for kind, t, p in parts
+        }  # fmt: skip
+        return _KafkaReader(readers)
 
 
 class _ControlPartition(StatelessSourcePartition[Batch]):

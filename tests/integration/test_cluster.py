@@ -1,8 +1,8 @@
 """Scale-out: several processes and several workers give the single worker's outputs.
 
 Input topics have 3 partitions (see ``stream`` in ``test_recovery.py``): stores' events come from
-several partitions, keyed state is routed by Bytewax, and in a cluster process 0 reads every
-partition (aligned in event time) while all workers decode and hold state.
+several partitions, keyed state is routed by Bytewax; one worker (of process 0) reads and decodes
+every partition (aligned in event time) and the stores are spread over every worker.
 """
 
 from __future__ import annotations
@@ -66,12 +66,6 @@ def _run_cluster(cmds: list[list[str]], logs: list[Path]) -> None:
         finish(proc, log)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backfill across processes: the reader (process 0) runs ahead of busy store workers in other "
-    "processes, so at a store one partition falls more than stream_idle_s behind another and its events are "
-    "applied out of order; needs flow control from the stores back to the reader (docs/operations.md)",
-)
 def test_two_processes_give_the_single_worker_outputs(stream: Stream, tmp_path: Path) -> None:
     outputs = new_outputs(stream.bootstrap)
     _run_cluster(
@@ -99,11 +93,6 @@ def test_two_processes_hold_their_recovery_share_and_resume(stream: Stream, tmp_
     assert read_outputs(stream.bootstrap, outputs) == first
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky under load: item params are read first at the source but can reach a store (on another "
-    "worker) after its first events were released; passes alone, failed once in the full suite (1 trigger)",
-)
 def test_two_workers_in_one_process_give_the_single_worker_outputs(stream: Stream, tmp_path: Path) -> None:
     outputs, log = new_outputs(stream.bootstrap), tmp_path / "run.log"
     finish(start(run_args(stream, outputs, "--exit-at-end", "--metrics-port", "0", "--workers", "2"), log), log)
