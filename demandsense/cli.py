@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from demandsense import logs
 from demandsense.errors import DemandsenseError
-from demandsense.settings import env, kafka_config, load_policy
+from demandsense.settings import env, kafka_config_from_env, load_policy
 
 log = logging.getLogger("demandsense")
 
@@ -273,17 +273,7 @@ def _run(args: argparse.Namespace) -> int:
 
     process_id, addresses = _cluster(args)
     processes = len(addresses) if addresses else 1
-    conf = kafka_config(
-        args.bootstrap_servers,
-        security_protocol=env("KAFKA_SECURITY_PROTOCOL"),
-        sasl_mechanism=env("KAFKA_SASL_MECHANISM"),
-        sasl_username=env("KAFKA_SASL_USERNAME"),
-        sasl_password=env("KAFKA_SASL_PASSWORD"),
-        ssl_ca_location=env("KAFKA_SSL_CA_LOCATION"),
-        ssl_certificate_location=env("KAFKA_SSL_CERTIFICATE_LOCATION"),
-        ssl_key_location=env("KAFKA_SSL_KEY_LOCATION"),
-        group_id=args.group_id,
-    )
+    conf = kafka_config_from_env(args.bootstrap_servers, group_id=args.group_id)
     topics = Topics(
         args.sales_topic, args.inventory_topic, args.items_topic, args.alerts_topic, args.triggers_topic,
         args.dead_letter_topic,

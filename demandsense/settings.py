@@ -41,6 +41,7 @@ def kafka_config(
     ssl_ca_location: str | None = None,
     ssl_certificate_location: str | None = None,
     ssl_key_location: str | None = None,
+    ssl_key_password: str | None = None,
     group_id: str = "demandsense",
 ) -> dict[str, str]:
     """librdkafka settings for consumers and producers (SASL/SCRAM and mTLS included)."""
@@ -53,9 +54,27 @@ def kafka_config(
         "ssl.ca.location": ssl_ca_location,
         "ssl.certificate.location": ssl_certificate_location,
         "ssl.key.location": ssl_key_location,
+        "ssl.key.password": ssl_key_password,
     }
     conf.update({k: v for k, v in optional.items() if v})
     return conf
+
+
+KAFKA_ENV = {
+    "security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl_username": "KAFKA_SASL_USERNAME",
+    "sasl_password": "KAFKA_SASL_PASSWORD",
+    "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
+    "ssl_certificate_location": "KAFKA_SSL_CERTIFICATE_LOCATION",
+    "ssl_key_location": "KAFKA_SSL_KEY_LOCATION",
+    "ssl_key_password": "KAFKA_SSL_KEY_PASSWORD",
+}
+
+
+def kafka_config_from_env(bootstrap_servers: str, group_id: str = "demandsense") -> dict[str, str]:
+    """:func:`kafka_config` with the security settings from ``DEMANDSENSE_KAFKA_*`` (as the Helm chart sets them)."""
+    return kafka_config(bootstrap_servers, group_id=group_id, **{k: env(name) for k, name in KAFKA_ENV.items()})
 
 
 def producer_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:

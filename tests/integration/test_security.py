@@ -8,7 +8,6 @@ password set; neither appears in its output, in the alerts, triggers or dead let
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -31,30 +30,12 @@ from tests.integration.test_recovery import (
     start,
 )
 from tests.integration.test_recovery import stream as stream  # noqa: PLC0414 (the session fixture)
+from tests.tls import make_certs
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "ds-writer", f"pw-{uuid.uuid4().hex}"
 ADMIN_PASSWORD = f"admin-{uuid.uuid4().hex}"
-
-
-def make_certs(d: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-
-    def ossl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=30)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-         "-subj", "/CN=demandsense test CA")  # fmt: skip
-    ossl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"
-    )
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-         "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
-    return d / "ca.pem", d / "server.pem", d / "server.key"
 
 
 @dataclass
@@ -73,7 +54,8 @@ class TlsRedis:
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
     """A redis-server on TLS only (no plain port), the default user off, an admin and a prefix-bound user."""
     d = tmp_path_factory.mktemp("redis-tls")
-    ca, cert, key = make_certs(d)
+    certs = make_certs(d)
+    ca, cert, key = certs.ca, certs.server_cert, certs.server_key
     port = free_port()
     acl = d / "users.acl"
     acl.write_text(
