@@ -234,6 +234,9 @@ class ObjectStore(_Server):
     """An S3-compatible object store on a loopback port (moto's server, in memory) with one bucket.
 
     Storage for a :class:`Broker` that keeps its topics over broker restarts (while this runs).
+    Writes are served one at a time: moto checks ``If-Match`` / ``If-None-Match`` and then writes
+    without a lock, so two concurrent conditional writes could both succeed, and Tansu relies on
+    them to update a partition's offsets atomically.
     """
 
     name = "s3"
@@ -255,7 +258,7 @@ class ObjectStore(_Server):
     def _command(self) -> list[str]:
         if importlib.util.find_spec("moto") is None:
             raise ServiceUnavailable("no S3 server for persistent broker storage: install moto[server] (dev extra)")
-        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+        return [sys.executable, "-m", "demandsense.embedded", "s3", HOST, str(self.port)]
 
     def _answers(self) -> bool:
         try:  # creating the bucket is the probe (idempotent in moto)
@@ -382,3 +385,25 @@ def delete_topics(bootstrap_servers: str, topics: Iterable[str], timeout: float 
     futures = admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
     _settle(futures, {KafkaError.UNKNOWN_TOPIC_OR_PART}, "delete", timeout)
     _wait_metadata(bootstrap_servers, names, present=False, timeout=timeout)
+
+
+def _serve_s3(host: str, port: int) -> None:
+    """moto's S3 server with one write at a time (see :class:`ObjectStore`)."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
+
+    app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+    def serial(environ, start_response):  # noqa: ANN001, ANN202 (WSGI)
+        if environ["REQUEST_METHOD"] == "GET":  # reads in parallel, writes one at a time
+            return app(environ, start_response)
+        with lock:
+            return list(app(environ, start_response))
+
+    run_simple(host, port, serial, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["s3"]:
+    _serve_s3(sys.argv[2], int(sys.argv[3]))

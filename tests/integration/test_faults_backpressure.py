@@ -38,7 +38,9 @@ def peak_rss_mb(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) 
             status = Path(f"/proc/{proc.pid}/status").read_text()
         except OSError:  # exited between the poll and the read
             break
-        peak_kb = max(peak_kb, *(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")))
+        for line in status.splitlines():  # a zombie has no VmHWM line
+            if line.startswith("VmHWM:"):
+                peak_kb = max(peak_kb, int(line.split()[1]))
         time.sleep(0.05)
     finish(proc, log, timeout=max(1.0, deadline - time.monotonic()))
     return peak_kb / 1024
