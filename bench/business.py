@@ -45,20 +45,18 @@ from typing import Any
 
 import numpy as np
 
-import operators.store as store_module
 from demandsense.simulate import DemandPaths, SimConfig, demand_paths
 from operators.events import CHANNELS, HOUR_MS, InventoryEvent, ItemParams, Sale
+from operators.item import ItemState
 from operators.policy import Policy
-from operators.replenish import ORDER_UP_TO, OrderPlan, round_to_pack
 from operators.store import StoreState
 
 DAY_MS = 24 * HOUR_MS
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_DAYS = 14
-STATIC_CYCLE_DAYS = 3.0  # static max - min in days of demand: the same cycle as demandsense's cycle_hours (72)
+STATIC_CYCLE_DAYS = 3.0  # static max - min in days of demand (demandsense's cycle_hours was 72 when this was set)
 DAILY_REVIEW_DAYS = 1.0
 DS_LEVELS = (0.8, 0.9, 0.95, 0.98)
-WHAT_IF_LEVELS = (0.9, 0.95, 0.98)  # the suggested changes, measured in the full run
 BASE_LEVELS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
 REFERENCE_LEVEL = 0.95  # demandsense's default service level: the point the baselines are matched at
 POLICIES = ("demandsense", "static min-max", "daily batch")
@@ -559,40 +557,33 @@ class _DsStep:
         return self.ds.step(h, led, received, shelf0)
 
 
-# -- what-if: candidate changes to operators/, measured here, not made there ------------------
+# -- what-if: variants of demandsense's replenishment, measured here -------------------------
 @dataclass(frozen=True)
 class WhatIf:
-    """A variant of demandsense's replenishment, for measuring suggested changes to ``operators/``.
+    """A variant of demandsense's replenishment, for measuring changes to ``operators/``.
 
-    ``day_cv2``: the lead-time variance adds day-to-day over-dispersion, ``mean**2 * day_cv2 / days``
-    (days = max(1, hours / 24)), to the compound-Poisson ``variance_ratio * mean``. ``lean_s``: the
-    order-up-to level is the reorder point plus the cycle's mean demand (no second safety stock over
-    lead + cycle). ``cycle_hours``: the ``ItemDefaults.cycle_hours`` setting.
+    ``day_cv2``: every item's day-level CV² (:meth:`operators.item.ItemState.day_cv2`) fixed at this
+    value instead of learned (0: no day-to-day variation in the lead-time variance).
+    ``cycle_hours``: the ``ItemDefaults.cycle_hours`` setting.
     """
 
     day_cv2: float | None = None
-    lean_s: bool = False
     cycle_hours: float | None = None
 
     @classmethod
     def parse(cls, spec: str) -> WhatIf:
         kw: dict[str, Any] = {}
         for part in filter(None, (x.strip() for x in spec.split(","))):
-            if part == "day-dispersion":
-                kw["day_cv2"] = 0.25
-            elif part.startswith("day-dispersion="):
+            if part.startswith("day-cv2="):
                 kw["day_cv2"] = float(part.split("=", 1)[1])
-            elif part == "lean-S":
-                kw["lean_s"] = True
             elif part.startswith("cycle="):
                 kw["cycle_hours"] = float(part.split("=", 1)[1])
             else:
-                raise ValueError(f"unknown what-if {part!r}: day-dispersion[=CV2], lean-S, cycle=HOURS")
+                raise ValueError(f"unknown what-if {part!r}: day-cv2=CV2, cycle=HOURS")
         return cls(**kw)
 
     def label(self) -> str:
-        parts = [f"day-to-day CV\u00b2 {self.day_cv2:g} in the lead-time variance"] if self.day_cv2 else []
-        parts += ["order-up-to = reorder point + cycle demand"] if self.lean_s else []
+        parts = [f"day-to-day CV\u00b2 fixed at {self.day_cv2:g}"] if self.day_cv2 is not None else []
         parts += [f"cycle_hours {self.cycle_hours:g}"] if self.cycle_hours is not None else []
         return "; ".join(parts) or "as shipped"
 
@@ -602,40 +593,17 @@ class WhatIf:
             return base
         return replace(base, items=replace(base.items, cycle_hours=self.cycle_hours))
 
-    def order_up_to(self, position: int, *, rate_per_hour: float, variance_ratio: float, lead_time_hours: float,
-                    cycle_hours: float, service_level: float, pack_size: int) -> OrderPlan | None:  # fmt: skip
-        """:func:`operators.replenish.order_up_to` with this variant's variance and order-up-to level."""
-        z = NormalDist().inv_cdf(service_level)
-        mean_l = rate_per_hour * lead_time_hours
-        mean_s = rate_per_hour * (lead_time_hours + cycle_hours)
-
-        def var(mean: float, hours: float) -> float:
-            extra = mean**2 * self.day_cv2 / max(1.0, hours / 24) if self.day_cv2 else 0.0
-            return variance_ratio * mean + extra
-
-        s = mean_l + z * math.sqrt(var(mean_l, lead_time_hours))
-        if self.lean_s:
-            big_s = max(s + rate_per_hour * cycle_hours, s + pack_size)
-        else:
-            big_s = max(mean_s + z * math.sqrt(var(mean_s, lead_time_hours + cycle_hours)), s + pack_size)
-        if position > s:
-            return None
-        qty = round_to_pack(big_s - position, pack_size)
-        return OrderPlan(qty, round(s, 2), round(big_s, 2), ORDER_UP_TO, False) if qty > 0 else None
-
     @contextmanager
     def installed(self) -> Iterator[Policy]:
-        """Monkeypatch ``operators.store.order_up_to`` (when the variant changes it) for the duration."""
-        original = store_module.order_up_to
-        if self.day_cv2 or self.lean_s:
-            store_module.order_up_to = self.order_up_to
+        """Monkeypatch ``ItemState.day_cv2`` (when the variant fixes it) for the duration."""
+        original = ItemState.day_cv2
+        if self.day_cv2 is not None:
+            value = self.day_cv2
+            ItemState.day_cv2 = lambda _self: value  # type: ignore[method-assign]
         try:
             yield self.policy()
         finally:
-            store_module.order_up_to = original
-
-
-RECOMMENDED = WhatIf(day_cv2=0.25, lean_s=True, cycle_hours=24.0)
+            ItemState.day_cv2 = original  # type: ignore[method-assign]
 
 
 # -- the sweep, matching and report ------------------------------------------------------------
@@ -809,25 +777,23 @@ def machine_line() -> str:
             f"{cpu}, Python {platform.python_version()} (load average at the end: {load}).")  # fmt: skip
 
 
-WHY = """### Why demandsense loses as shipped
+HOW = """### What demandsense's triggers do
 
-Measured causes (the what-if below and the component measurements in `bench/README.md`, section
-*Business value*); none of them is about sensing itself:
+The replenishment maths in `operators/` (commands and history in `bench/README.md`, *Business value*):
 
-1. **Fast movers are under-protected.** `ItemState.variance_ratio()` treats lead-time demand as
-   compound Poisson (variance = 1.25 x (2 x basket - 1) x mean) and leaves out the day-to-day swing of
-   demand (the simulator's daily gamma multiplier, CV 0.5; in stores: weather, paydays, events). For an
-   item selling 200 units a day on a 48 h lead time that is a standard deviation of ~26 units where the
-   truth is ~145, so the reorder point is too low exactly where most units are sold (the >= 20/day band).
-   The baselines estimate the variance from daily sales and so include it.
-2. **The order-up-to level carries a second safety stock.** `order_up_to` sets S = mean(L + cycle) +
-   z sigma(L + cycle) instead of s + cycle demand: raising z (or the variance) buys cycle stock too.
-3. **`cycle_hours` 72** keeps about 1.5 days of demand as cycle stock per item; the daily batch keeps
-   about half a day, so at equal inventory it has a day of demand more as safety stock.
-4. Demand sensing has little to sense here: the rates are stationary apart from 2% drops, 3-6 h
-   spikes on 2% of items and promotions on 5% of SKUs, and a fixed two-week average is close to the
-   best estimate of a stationary rate. With the variance fixed and the same 3-day cycle as static
-   min-max, demandsense is level with it, not 40% better.
+1. **Lead-time demand variance includes day-to-day variation.** Each item learns the squared
+   coefficient of variation of its day-level demand (weather, paydays, local events; here the
+   simulator's daily gamma multiplier) from each day's units against the model's expectation,
+   precision-weighted and shrunk towards a prior of 0.2 (`ItemState.day_cv2`). A lead time adds
+   CV² x the sum over the calendar days it touches of their expected demand squared to the
+   compound-Poisson variance (`ItemState.demand_moments`), so fast movers, where most units are
+   sold, get the safety stock their daily swings need.
+2. **Today's multiplier is sensed**: the rest of today is expected at the multiplier today's sales
+   so far imply (a linear Bayes update, `ItemState.today`), with the variance that is left.
+3. **Order-up-to = reorder point + the next cycle's demand** (`replenish.order_up_to`): the safety
+   stock is held once, not bought again with the cycle stock.
+4. **Orders cover the lead time plus a day** (`cycle_hours` 24): more, smaller orders than the static
+   min-max's three-day cycle, fewer than the daily batch's.
 """
 
 
@@ -874,8 +840,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--what-if",
         metavar="SPEC",
-        help="measure a change to demandsense's replenishment instead of the shipped one: comma-separated "
-        "day-dispersion[=CV2], lean-S, cycle=HOURS; prints only",
+        help="measure a variant of demandsense's replenishment instead of the shipped one: comma-separated "
+        "day-cv2=CV2 (fixed instead of learned), cycle=HOURS; prints only",
     )
     ap.add_argument("--seeds", help="comma-separated seeds (default 1,2,3; 1 in --quick)")
     ap.add_argument(
@@ -899,21 +865,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     curves = sweep(setup, what_if=what_if, in_transit_feed=args.in_transit_feed)
     met, body = report(setup, curves, label)
     print(body)
-    sections = [body]
     panels = [(f"{label}: seeds {', '.join(map(str, setup.seeds))} (mean)", {"": curves})]
-    if not (args.quick or args.what_if or args.in_transit_feed):
-        rec = replace(setup, ds_levels=WHAT_IF_LEVELS)
-        say(f"what-if ({RECOMMENDED.label()}) on the same seeds")
-        rec_curves = curves | sweep(rec, what_if=RECOMMENDED, policies=("demandsense",))
-        _, rec_body = report(rec, rec_curves, f"What-if: {RECOMMENDED.label()} (suggested changes, monkeypatched)")
-        print("\n" + rec_body)
-        sections.append("## What-if: the suggested changes\n\n" + rec_body)
-        panels = [(f"seeds {', '.join(map(str, setup.seeds))} (mean); dashed: demandsense with the suggested changes",
-                   {"": curves, " (what-if)": {"demandsense": rec_curves["demandsense"]}})]  # fmt: skip
     if write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        text = "\n\n".join(["# Business value of the triggers", machine_line(), "## As shipped", sections[0], WHY,
-                             *sections[1:]])  # fmt: skip
+        text = "\n\n".join(["# Business value of the triggers", machine_line(), "## As shipped", body, HOW])
         (RESULTS / "business.md").write_text(text + "\n")
         plot(panels, RESULTS / "business.png", f"Lost sales vs average inventory ({setup.stores} stores x "
              f"{setup.skus} SKUs, {setup.days - WARMUP_DAYS} scored days, seeds {setup.seeds})")  # fmt: skip

@@ -1,9 +1,15 @@
 """Per-item state and its transitions: the online demand model, detectors and inventory position.
 
-One :class:`ItemState` per SKU-store, about 20 numbers. The expected rate is a decayed
+One :class:`ItemState` per SKU-store, about 30 numbers. The expected rate is a decayed
 transactions-per-profile-hour estimate shrunk towards the store's average item (sparse items
 borrow strength), times the store's hour-of-week profile, times a promotion's lift. Time moves
 by :meth:`ItemState.advance`; events and ticks arrive in event-time order.
+
+Demand over a window (:meth:`ItemState.demand_moments`) is compound Poisson within a day times a
+day-level multiplier (weather, paydays, local events) with squared coefficient of variation
+:meth:`ItemState.day_cv2`, independent from one calendar day (UTC) to the next, learned from each
+day's units against the model's expectation. A store open across midnight UTC splits its business
+day in two, which reads the swing lower than it is.
 
 Discard rule: an item with no event for ``Detection.idle_hours`` sheds its hourly detail; the
 store drops it entirely once it is idle, holds no stock and has no open alert.
@@ -23,6 +29,9 @@ from operators.profile import StoreProfile
 CLOSED_INTENSITY = 0.1  # hours below a tenth of the week's mean intensity count as closed
 PROMO_MS = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
 SPARK_HOURS = 24
+DAY_MS = 24 * HOUR_MS
+DAY_CV2_PRIOR = 0.2  # day-to-day CV² an item starts from: demand swinging about +-45% from day to day
+DAY_CV2_PRIOR_DAYS = 7.0  # fully informative days of prior weight in the day-level CV² estimate
 
 
 class ItemState:
@@ -31,7 +40,8 @@ class ItemState:
     __slots__ = (
         "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
         "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
-        "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale",
+        "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale", "day_units", "day_expected", "cv2_w",
+        "cv2_sum",
     )  # fmt: skip
 
     def __init__(self, t: int) -> None:
@@ -59,11 +69,17 @@ class ItemState:
         self.due = 0  # next event time a quiet item needs a look by the time-driven checks
         self.p_out = 0.0  # last probability of running out within the lead time
         self.slow_at_sale = False  # the drop statistic was already up at the last sale
+        self.day_units = 0.0  # units sold so far today (UTC) while in stock and warm
+        self.day_expected = 0.0  # units the model expected over the same time
+        self.cv2_w = 0.0  # decayed weight of the days behind the day-level CV² estimate
+        self.cv2_sum = 0.0  # decayed weighted sum of the days' CV² estimates
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
+        if len(state) == len(self.__slots__) - 4:  # a snapshot from before the day-level CV²: none learned
+            state = (*state, 0.0, 0.0, 0.0, 0.0)
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
@@ -88,10 +104,16 @@ class ItemState:
     def advance(self, t: int, profile: StoreProfile, prior: float, det: Detection, warm: bool = True) -> None:
         """Move to ``t``: the quiet stretch adds exposure, decays memory, moves the CUSUMs.
 
-        Until the store is ``warm`` the item only learns its rate; evidence starts after.
+        Until the store is ``warm`` the item only learns its rate; evidence starts after. Each
+        midnight (UTC) passed closes a day of the day-level CV² estimate.
         """
-        if t <= self.t:
-            return
+        while t > self.t:
+            midnight = self.t - self.t % DAY_MS + DAY_MS
+            self._advance(min(t, midnight), profile, prior, det, warm)
+            if self.t == midnight:
+                self._close_day(det)
+
+    def _advance(self, t: int, profile: StoreProfile, prior: float, det: Detection, warm: bool) -> None:
         e = profile.exposure(self.t, t)
         self.t = t
         if e <= 0 or self.out_of_stock():  # closed hours and empty shelves say nothing of demand
@@ -101,6 +123,7 @@ class ItemState:
             self.s_up = cusum_up_quiet(self.s_up, expected, det.spike_ratio)
             self.s_dn = min(cusum_down_quiet(self.s_dn, expected, det.drop_ratio), 2 * det.drop_threshold)
             self.quiet += expected
+            self.day_expected += expected * self.basket()
         decay = math.exp(-e / det.memory_hours)
         self.x *= decay
         self.units *= decay
@@ -113,6 +136,8 @@ class ItemState:
         self.advance(t, profile, prior, det, warm)
         if sale.promo_id is not None:
             self.promo, self.promo_until = sale.promo_id, t + PROMO_MS
+        if warm and not self.out_of_stock():
+            self.day_units += sale.quantity
         lift = self.lift(t, det)
         self.x += 1.0 / lift
         self.units += sale.quantity / lift
@@ -211,8 +236,83 @@ class ItemState:
         return None
 
     def variance_ratio(self) -> float:
-        """Variance over mean of unit demand: compound Poisson baskets, plus over-dispersion."""
+        """Variance over mean of unit demand within a day: compound Poisson baskets, plus over-dispersion."""
         return 1.25 * max(1.0, 2.0 * self.basket() - 1.0)
+
+    def _close_day(self, det: Detection) -> None:
+        """Fold the day just ended into the day-level CV² estimate (see :meth:`day_cv2`)."""
+        units, expected = self.day_units, self.day_expected
+        self.day_units = self.day_expected = 0.0
+        keep = math.exp(-24.0 / det.memory_hours)
+        self.cv2_w *= keep
+        self.cv2_sum *= keep
+        if expected <= 0 or self.n_sales < det.min_history_sales:
+            return
+        ratio = self.variance_ratio()
+        weight = (DAY_CV2_PRIOR / (ratio / expected + DAY_CV2_PRIOR)) ** 2
+        self.cv2_w += weight
+        self.cv2_sum += weight * ((units - expected) ** 2 - ratio * expected) / expected**2
+
+    def day_cv2(self) -> float:
+        """Squared coefficient of variation of the day-level demand multiplier, learned per item.
+
+        A day with ``E`` units expected and ``U`` sold (both while in stock) gives the estimate
+        ``((U - E)² - r E) / E²`` of it, ``r`` being :meth:`variance_ratio`: unbiased if ``E`` is the
+        true mean, and otherwise the model's forecast error counts as variance too. Days are
+        weighted by their precision relative to a fully informative day, ``(c / (r / E + c))²`` at
+        the prior ``c``: a sparse item's day is mostly Poisson noise and says little, a fast
+        mover's says much. The weighted mean, decayed over ``memory_hours`` like the rate, is
+        shrunk towards :data:`DAY_CV2_PRIOR` with :data:`DAY_CV2_PRIOR_DAYS` days of weight, and is
+        at least 0.
+        """
+        return max(0.0, (self.cv2_sum + DAY_CV2_PRIOR_DAYS * DAY_CV2_PRIOR) / (self.cv2_w + DAY_CV2_PRIOR_DAYS))
+
+    def demand_moments(
+        self, t0: int, hours: float, profile: StoreProfile, prior: float, det: Detection
+    ) -> tuple[float, float]:
+        """Mean and variance of unit demand over ``hours`` from ``t0`` (no promotion assumed ahead).
+
+        Within a day demand is compound Poisson, variance :meth:`variance_ratio` x mean; a day-level
+        multiplier with squared CV ``c`` (:meth:`day_cv2`), shared by a day's hours and independent
+        across days, adds ``c x sum_d mean_d²`` over the calendar days the window touches. So a lead
+        time within one day carries the whole ``c x mean²``, and ``n`` whole days ``c x mean² / n``:
+        the swings of separate days partly cancel.
+
+        Today's multiplier is sensed from today's sales so far, ``U`` units against ``E`` expected
+        (:meth:`today`); the rest of today is then expected at that multiplier, with what is left of
+        its variance.
+        """
+        per_profile_hour = self.base_rate(prior, det) * self.basket()
+        ratio, cv2 = self.variance_ratio(), self.day_cv2()
+        end, a = t0 + int(hours * HOUR_MS), t0
+        mean = var = 0.0
+        while a < end:
+            b = min(end, a - a % DAY_MS + DAY_MS)
+            m = per_profile_hour * profile.exposure(a, b)
+            mult, c = self.today(ratio, cv2) if a // DAY_MS == self.t // DAY_MS else (1.0, cv2)
+            mean += mult * m
+            var += ratio * mult * m + c * m * m
+            a = b
+        return mean, var
+
+    def demand_ceiling(self, hours: float, profile: StoreProfile, prior: float, det: Detection) -> float:
+        """A cheap bound above any plausible demand over ``hours``: the peak hour's rate throughout,
+        today's multiplier if above 1, and ten standard deviations (see :meth:`demand_moments`)."""
+        ratio, cv2 = self.variance_ratio(), self.day_cv2()
+        mean = self.base_rate(prior, det) * self.basket() * profile.peak() * hours * max(1.0, self.today(ratio, cv2)[0])
+        return mean + 10 * math.sqrt(ratio * mean + cv2 * mean * mean)
+
+    def today(self, ratio: float, cv2: float) -> tuple[float, float]:
+        """Today's demand multiplier and its remaining squared CV, given today's sales so far.
+
+        The linear Bayes (credibility) estimate: the multiplier has prior mean 1 and variance
+        ``cv2``; ``U`` units sold against ``E`` expected have variance ``ratio x E`` around
+        ``multiplier x E``. The multiplier is ``(cv2 U + ratio) / (cv2 E + ratio)`` and its variance
+        ``cv2 ratio / (cv2 E + ratio)``: nothing expected yet today leaves the prior, a busy morning
+        of a fast mover sets its afternoon.
+        """
+        den = cv2 * self.day_expected + ratio
+        return (cv2 * self.day_units + ratio) / den, cv2 * ratio / den
 
     # -- detectors ----------------------------------------------------------------------------
     def conditions(
@@ -330,15 +430,12 @@ class _Context:
         return max(self.det.phantom_threshold, math.log(per_day / self.det.phantom_false_alarms_per_day))
 
     def risk_possible(self) -> bool:
-        """False when the position is so far above any plausible lead-time demand that the risk is nil.
-
-        A cheap bound: the peak hourly rate over the whole lead time, plus ten standard deviations.
-        """
+        """False when the position is so far above any plausible lead-time demand that the risk is nil
+        (a cheap bound, :meth:`ItemState.demand_ceiling`)."""
         item = self.item
         if not self.armed or (item.on_hand or 0) - item.reserved <= 0:
             return False
-        bound = self.base * item.basket() * self.profile.peak() * self.lead
-        return (item.position() or 0) <= bound + 10 * math.sqrt(item.variance_ratio() * bound) + 1
+        return (item.position() or 0) <= item.demand_ceiling(self.lead, self.profile, self.prior, self.det) + 1
 
     def next_look(self) -> int:
         """Milliseconds until a quiet item could cross a threshold (at least a tick, at most a day)."""
@@ -431,8 +528,8 @@ class _Context:
         item, det = self.item, self.det
         pos = item.position() or 0
         avail = (item.on_hand or 0) - item.reserved
-        mean_l = item.expected_units(self.t, self.lead, self.profile, self.prior, det)
-        p_out = demand_tail(mean_l, item.variance_ratio() * mean_l, pos) if self.armed else 0.0
+        mean_l, var_l = item.demand_moments(self.t, self.lead, self.profile, self.prior, det)
+        p_out = demand_tail(mean_l, var_l, pos) if self.armed else 0.0
         item.p_out = p_out
         active = (
             self.armed and avail > 0 and (p_out >= det.stockout_risk or (is_open and p_out >= det.stockout_risk / 2))

@@ -33,24 +33,22 @@ def round_to_pack(units: float, pack_size: int) -> int:
 def order_up_to(
     position: int,
     *,
-    rate_per_hour: float,
-    variance_ratio: float,
-    lead_time_hours: float,
-    cycle_hours: float,
+    lead_mean: float,
+    lead_variance: float,
+    cycle_mean: float,
     service_level: float,
     pack_size: int,
 ) -> OrderPlan | None:
     """Continuous review (s, S): order when the position is at or below the reorder point.
 
-    The reorder point ``s`` is lead-time demand plus safety stock ``z * sigma``; ``S`` covers the
-    lead time and one review cycle at the same service level. Demand variance is
-    ``variance_ratio`` times its mean (over-dispersed counts).
+    The reorder point ``s`` is lead-time demand plus safety stock, ``lead_mean + z * sqrt(lead_variance)``:
+    under continuous review the stock is exposed only over the lead time. The order-up-to level
+    ``S`` is ``s`` plus the demand of one review cycle (at least a pack above ``s``), so the order
+    buys the cycle's stock and the safety stock is held once.
     """
     z = NormalDist().inv_cdf(service_level)
-    mean_l = rate_per_hour * lead_time_hours
-    mean_s = rate_per_hour * (lead_time_hours + cycle_hours)
-    s = mean_l + z * math.sqrt(variance_ratio * mean_l)
-    big_s = max(mean_s + z * math.sqrt(variance_ratio * mean_s), s + pack_size)
+    s = lead_mean + z * math.sqrt(max(lead_variance, 0.0))
+    big_s = s + max(cycle_mean, pack_size)
     if position > s:
         return None
     qty = round_to_pack(big_s - position, pack_size)

@@ -328,10 +328,12 @@ class StoreState:
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         fallback = item.n_sales < gov.min_history_sales or stale
         if not fallback:  # a cheap bound first: at the peak rate, could the position be at the reorder point?
+            ratio, cv2 = item.variance_ratio(), item.day_cv2()
             peak = item.base_rate(prior, det) * item.basket() * self.profile.peak() * lead
-            if position > peak + 10 * math.sqrt(item.variance_ratio() * peak) + pack:
+            peak *= max(1.0, item.today(ratio, cv2)[0])  # a busy day so far raises the rest of it
+            if position > peak + 10 * math.sqrt(ratio * peak + cv2 * peak**2) + pack:
                 return
-        mean_l = item.expected_units(t, lead, self.profile, prior, det)
+        mean_l, var_l = item.demand_moments(t, lead, self.profile, prior, det)
         if fallback:
             plan = static_min_max(
                 position,
@@ -342,10 +344,9 @@ class StoreState:
         else:
             plan = order_up_to(
                 position,
-                rate_per_hour=mean_l / lead,
-                variance_ratio=item.variance_ratio(),
-                lead_time_hours=lead,
-                cycle_hours=d.cycle_hours,
+                lead_mean=mean_l,
+                lead_variance=var_l,
+                cycle_mean=item.expected_units(t + int(lead * HOUR_MS), d.cycle_hours, self.profile, prior, det),
                 service_level=_param(params, "service_level", d.service_level),
                 pack_size=pack,
             )

@@ -154,34 +154,22 @@ def test_closed_loop_end_to_end_small() -> None:
     assert curves["demandsense"][0.95]["triggers"] > 0
 
 
-def test_what_if_variants_of_order_up_to() -> None:
-    from operators.replenish import order_up_to
-
-    kw = dict(rate_per_hour=2.0, variance_ratio=1.5, lead_time_hours=48.0, cycle_hours=72.0, service_level=0.95,
-              pack_size=6)  # fmt: skip
-    shipped = B.WhatIf()
-    for position in (0, 50, 100, 200):
-        assert shipped.order_up_to(position, **kw) == order_up_to(position, **kw)
-    base, lean = order_up_to(10, **kw), B.WhatIf(lean_s=True).order_up_to(10, **kw)
-    assert base is not None and lean is not None
-    assert lean.reorder_point == base.reorder_point and lean.order_up_to == pytest.approx(base.reorder_point + 144)
-    wide = B.WhatIf(day_cv2=0.25).order_up_to(10, **kw)
-    z = B.z_of(0.95)
-    assert wide is not None and wide.reorder_point == pytest.approx(
-        96 + z * math.sqrt(1.5 * 96 + 96**2 * 0.25 / 2), abs=0.01
-    )
-    assert B.WhatIf.parse("day-dispersion,lean-S,cycle=24") == B.WhatIf(0.25, True, 24.0)
+def test_what_if_parses_its_variants() -> None:
+    assert B.WhatIf.parse("day-cv2=0.25,cycle=24") == B.WhatIf(0.25, 24.0)
     assert B.WhatIf.parse("cycle=24").policy().items.cycle_hours == 24
-    with pytest.raises(ValueError, match="unknown what-if"):
-        B.WhatIf.parse("faster")
+    assert B.WhatIf.parse("day-cv2=0").label() == "day-to-day CV\u00b2 fixed at 0"
+    for spec in ("faster", "lean-S", "day-dispersion"):
+        with pytest.raises(ValueError, match="unknown what-if"):
+            B.WhatIf.parse(spec)
 
 
 def test_what_if_is_installed_only_inside_the_context() -> None:
-    import operators.store as store_module
+    from operators.item import ItemState
 
-    original = store_module.order_up_to
-    with B.WhatIf(day_cv2=0.25).installed() as policy:
-        assert store_module.order_up_to is not original and policy.items.cycle_hours == Policy().items.cycle_hours
-    assert store_module.order_up_to is original
-    with B.WhatIf(cycle_hours=24).installed():
-        assert store_module.order_up_to is original
+    item = ItemState(0)
+    learned = item.day_cv2()
+    with B.WhatIf(day_cv2=0.6).installed() as policy:
+        assert item.day_cv2() == 0.6 and policy.items.cycle_hours == Policy().items.cycle_hours
+    assert item.day_cv2() == learned
+    with B.WhatIf(cycle_hours=12).installed() as policy:
+        assert item.day_cv2() == learned and policy.items.cycle_hours == 12

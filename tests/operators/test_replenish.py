@@ -19,10 +19,9 @@ from operators.replenish import (
 )
 
 BASE = {
-    "rate_per_hour": 2.0,
-    "variance_ratio": 1.5,
-    "lead_time_hours": 48.0,
-    "cycle_hours": 72.0,
+    "lead_mean": 96.0,
+    "lead_variance": 150.0,
+    "cycle_mean": 48.0,
     "service_level": 0.95,
     "pack_size": 6,
 }
@@ -30,18 +29,28 @@ BASE = {
 
 def reorder_point(**kw: float) -> float:
     args = BASE | kw
-    mean_l = args["rate_per_hour"] * args["lead_time_hours"]
     z = NormalDist().inv_cdf(args["service_level"])
-    return mean_l + z * math.sqrt(args["variance_ratio"] * mean_l)
+    return args["lead_mean"] + z * math.sqrt(args["lead_variance"])
 
 
 def test_reorder_point_is_lead_time_demand_plus_safety_stock() -> None:
     plan = order_up_to(0, **BASE)  # type: ignore[arg-type]
     assert plan is not None
-    assert plan.reorder_point == pytest.approx(reorder_point(), abs=0.01)
-    assert plan.reorder_point > 2.0 * 48  # safety stock on top of the mean
-    assert plan.order_up_to > plan.reorder_point
+    assert plan.reorder_point == pytest.approx(96 + 1.6448536 * math.sqrt(150), abs=0.01)
+    assert plan.reorder_point > 96  # safety stock on top of the mean
     assert plan.policy == ORDER_UP_TO and plan.fallback is False
+
+
+def test_order_up_to_is_the_reorder_point_plus_the_cycle_demand() -> None:
+    plan = order_up_to(0, **BASE)  # type: ignore[arg-type]
+    assert plan is not None and plan.order_up_to == pytest.approx(plan.reorder_point + 48, abs=0.01)
+    # the safety stock is held once: more variance raises S only as much as s
+    wide = order_up_to(0, **(BASE | {"lead_variance": 600.0}))  # type: ignore[arg-type]
+    assert wide is not None
+    assert wide.order_up_to - wide.reorder_point == pytest.approx(48, abs=0.01)
+    # a cycle shorter than a pack still leaves a pack of room above s
+    small = order_up_to(0, **(BASE | {"cycle_mean": 2.0}))  # type: ignore[arg-type]
+    assert small is not None and small.order_up_to == pytest.approx(small.reorder_point + 6, abs=0.01)
 
 
 def test_nothing_is_ordered_above_the_reorder_point() -> None:
@@ -69,14 +78,17 @@ def test_higher_service_level_gives_a_higher_reorder_point() -> None:
         assert plan is not None
         points.append(plan.reorder_point)
     assert points == sorted(points) and len(set(points)) == len(points)
-    assert points[0] == pytest.approx(2.0 * 48, abs=0.01)  # 50%: no safety stock
+    assert points[0] == pytest.approx(96, abs=0.01)  # 50%: no safety stock
 
 
 def test_more_variable_demand_gives_a_higher_reorder_point() -> None:
-    low = order_up_to(0, **(BASE | {"variance_ratio": 1.0}))  # type: ignore[arg-type]
-    high = order_up_to(0, **(BASE | {"variance_ratio": 4.0}))  # type: ignore[arg-type]
-    assert low is not None and high is not None
-    assert high.reorder_point > low.reorder_point
+    points = []
+    for var in (0.0, 96.0, 400.0, 2_000.0):
+        plan = order_up_to(0, **(BASE | {"lead_variance": var}))  # type: ignore[arg-type]
+        assert plan is not None
+        points.append(plan.reorder_point)
+    assert points[0] == pytest.approx(96, abs=0.01)  # no variance: no safety stock
+    assert points == sorted(points) and len(set(points)) == len(points)
 
 
 def test_round_to_pack() -> None:
