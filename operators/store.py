@@ -9,8 +9,9 @@ still active. An event more than the allowed lateness behind the newest event of
 (topic partition or file) is a LATE dead letter: lateness is a property of each stream, not of
 how streams interleave. An event from a stream that was quiet for ``stream_idle_s`` and resumes
 behind the store's clock is not late by that rule; it is applied on arrival, so nothing valid is
-lost, though decisions taken meanwhile did not know it. Repeated ``event_id``s are dropped and
-counted.
+lost, though decisions taken meanwhile did not know it. One record far ahead of its stream (a
+wrong till clock) does not move the stream's clock until a second record confirms the leap.
+Repeated ``event_id``s are dropped and counted.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class StoreState:
 
     __slots__ = (
         "store_id", "profile", "items", "params", "category_items", "category_sales", "buffer", "first_seen",
-        "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned",
+        "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned", "leaps",
     )  # fmt: skip
 
     def __init__(self, store_id: str) -> None:
@@ -75,18 +76,21 @@ class StoreState:
         self.due: list[tuple[int, str]] = []  # (due time, sku): when quiet items need a look
         self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
         self.seen_pruned = 0
+        self.leaps: dict[tuple[str, int], int] = {}  # per stream: a leap ahead of its clock, not yet confirmed
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
+        self.leaps = {}  # absent from snapshots made before it existed
+        for name, value in zip(self.__slots__, state, strict=False):
             setattr(self, name, value)
 
     def on_events(self, events: list[Event], policy: Policy) -> StoreOut:
         """Take a batch in arrival order; apply whatever the watermark now releases."""
         out = StoreOut()
         lateness = int(policy.detection.allowed_lateness_s * 1000)
+        leap = max(lateness, HOUR_MS)
         for ev in events:
             if isinstance(ev, ItemParams):
                 self._set_params(ev)
@@ -103,18 +107,38 @@ class StoreState:
                 out.count(source, "late")
                 continue
             if newest is None or ev.event_time > newest:
-                self.stream_max[stream] = ev.event_time
+                self._advance(stream, newest, ev.event_time, leap)
             out.count(source, "ok")
             self.seen[ev.event_id] = ev.event_time
             rank = 0 if isinstance(ev, InventoryEvent) else 1
             heapq.heappush(self.buffer, (ev.event_time, rank, ev.event_id, ev))
-            if self.max_seen is None or ev.event_time > self.max_seen:
-                self.max_seen = ev.event_time
         if self.max_seen is not None:
             self._release(self.watermark(policy), policy, out)
             det = policy.detection
             self._prune_seen(self.max_seen - int(det.dedup_horizon_s * 1000), det.max_event_ids_per_store)
         return out
+
+    def _advance(self, stream: tuple[str, int], newest: int | None, t: int, leap: int) -> None:
+        """Move ``stream``'s clock to ``t``; a leap of more than ``leap`` ahead waits for a second record.
+
+        One record far ahead of its stream (a till with a wrong clock: up to a day ahead is valid)
+        would otherwise make the stream's next records look late. Such a record is applied in
+        event-time order like any other, but moves the clock only once another record confirms the
+        leap, and then to the nearer of the two. A stream's first record is judged against the
+        store's clock.
+        """
+        base = newest if newest is not None else self.max_seen
+        if base is not None and t > base + leap:
+            pending = self.leaps.pop(stream, None)
+            if pending is None:
+                self.leaps[stream] = t
+                return
+            t = min(t, pending)
+        elif stream in self.leaps and t >= self.leaps[stream]:
+            del self.leaps[stream]
+        self.stream_max[stream] = t
+        if self.max_seen is None or t > self.max_seen:
+            self.max_seen = t
 
     def watermark(self, policy: Policy) -> int:
         """Event time up to which the store's inputs are complete.

@@ -42,4 +42,3 @@ def test_changing_an_items_category_moves_it() -> None:
     before = dict(state.category_items)
     state.on_events([ItemParams("S1", "S1", category="FAST")], Policy())
     assert state.category_items["FAST"] == before["FAST"] + 1 and state.category_items["SLOW"] == before["SLOW"] - 1
-

@@ -187,6 +187,36 @@ def test_an_event_behind_the_watermark_is_a_late_dead_letter() -> None:
     assert state.items["A"].n_sales == a_sales - 1  # all but the late one
 
 
+def test_one_record_a_day_ahead_does_not_make_its_stream_late(events: list, reference: Run) -> None:
+    """A till with a wrong clock sends one sale 23 h ahead (valid: up to a day ahead of the wall clock).
+
+    Its stream's clock does not follow it until another record confirms the leap, so the stream's
+    next records are not late; the record itself is applied in event-time order.
+    """
+    at = len(events) // 2
+    ahead = Sale("wrong-clock", events[at].event_time + 23 * HOUR_MS, "S1", "A", "STORE", 1, 5.0, None,
+                 Origin("sales", 0, 10**6))  # fmt: skip
+    run, state = feed([*events[:at], ahead, *events[at:]])
+    assert run.late == []
+    assert run.counts[("sales", "ok")] == reference.counts[("sales", "ok")] + 1
+    before = [a for a in run.alerts if a.event_time < ahead.event_time]
+    assert before == [a for a in reference.alerts if a.event_time < ahead.event_time]
+    assert state.items["A"].n_sales == sum(1 for e in events if isinstance(e, Sale) and e.sku == "A") + 1
+
+
+def test_a_leap_confirmed_by_a_second_record_moves_the_clock() -> None:
+    s = Stream(seed=0)
+    s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
+    first, second = s.sale("A", T0 + 20 * HOUR_MS), s.sale("A", T0 + 20 * HOUR_MS + 1)
+    state = StoreState("S1")
+    state.on_events([e for e in s.ordered() if e not in (first, second)] + [first], POLICY)
+    assert state.stream_max[("sales", 0)] < first.event_time  # one record alone is not believed
+    state.on_events([second], POLICY)
+    assert state.stream_max[("sales", 0)] == first.event_time
+    late = state.on_events([s.sale("A", T0 + 9 * HOUR_MS)], POLICY)
+    assert len(late.late) == 1  # the leap was real: eleven hours behind is late
+
+
 def two_partitions(events: list, lag_ms: int) -> list:
     """B's and D's sales on partition 1, arriving ``lag_ms`` behind partition 0 (in order within each)."""
     moved = [
