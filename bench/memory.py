@@ -242,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="10k and 100k keys, 10k driven (under a minute)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--restore", help=argparse.SUPPRESS)
-    p.add_argument("--drive-keys", type=int, default=100_000,
-                   help="keys built by driving on_events (~60 µs/event, ~13 events/key); stores beyond are "
-                   "pickle copies of the driven ones (100,000; give 1000000 to drive every key, ~15 min)")
+    p.add_argument(
+        "--drive-keys",
+        type=int,
+        default=100_000,
+        help="keys built by driving on_events (~60 µs/event, ~13 events/key); stores beyond are "
+        "pickle copies of the driven ones (100,000; give 1000000 to drive every key, ~15 min)",
+    )
     p.add_argument("--snapshot-interval", type=float, default=30.0, help="epoch length to judge snapshot cost (30)")
     args = p.parse_args(argv)
     if args.restore:
@@ -293,12 +297,31 @@ def render(rows: list[dict], interval: float) -> str:
         "as `SenseLogic.snapshot` does.",
         "",
         table(
-            ["keys", "stores (driven)", "events driven", "keys with open alerts", "RSS B/key (built)",
-             "RSS B/key (restored)", "snapshot B/key", "full snapshot s", "restore s"],
-            [[f"{r['keys']:,}", f"{r['stores']} ({r['driven_stores']})", f"{r['events']:,}",
-              f"{r['open_keys']:,} ({r['open_keys'] / r['keys']:.1%})", f"{r['rss_per_key']:.0f}",
-              f"{r['rss_restored_per_key']:.0f}", f"{r['snapshot_per_key']:.0f}", f"{r['dump_s']:.2f}",
-              f"{r['load_s']:.2f}"] for r in rows],
+            [
+                "keys",
+                "stores (driven)",
+                "events driven",
+                "keys with open alerts",
+                "RSS B/key (built)",
+                "RSS B/key (restored)",
+                "snapshot B/key",
+                "full snapshot s",
+                "restore s",
+            ],
+            [
+                [
+                    f"{r['keys']:,}",
+                    f"{r['stores']} ({r['driven_stores']})",
+                    f"{r['events']:,}",
+                    f"{r['open_keys']:,} ({r['open_keys'] / r['keys']:.1%})",
+                    f"{r['rss_per_key']:.0f}",
+                    f"{r['rss_restored_per_key']:.0f}",
+                    f"{r['snapshot_per_key']:.0f}",
+                    f"{r['dump_s']:.2f}",
+                    f"{r['load_s']:.2f}",
+                ]
+                for r in rows
+            ],
         ),  # fmt: skip
         "",
         table(
@@ -306,9 +329,11 @@ def render(rows: list[dict], interval: float) -> str:
             [
                 ["RSS <= 2 KB per key", f"{big['rss_per_key']:.0f} B", "yes" if rss_ok else "**no**"],
                 ["snapshot <= 1 KB per key", f"{big['snapshot_per_key']:.0f} B", "yes" if snap_ok else "**no**"],
-                ["linear growth (per-key spread across runs)",
-                 f"RSS {min(lin):.0f}-{max(lin):.0f} B, snapshot {min(slin):.0f}-{max(slin):.0f} B",
-                 "yes" if max(slin) <= 1.1 * min(slin) and max(lin) <= 1.25 * min(lin) else "**no**"],
+                [
+                    "linear growth (per-key spread across runs)",
+                    f"RSS {min(lin):.0f}-{max(lin):.0f} B, snapshot {min(slin):.0f}-{max(slin):.0f} B",
+                    "yes" if max(slin) <= 1.1 * min(slin) and max(lin) <= 1.25 * min(lin) else "**no**",
+                ],
             ],  # fmt: skip
         ),
         "",

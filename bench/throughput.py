@@ -337,8 +337,15 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         "demandsense runs with Redis views and metrics on.",
         "",
         table(
-            ["configuration", "events/s (median)", "each run", "wall s", "CPU µs/event", "peak RSS MB",
-             "first-to-last msg events/s"],
+            [
+                "configuration",
+                "events/s (median)",
+                "each run",
+                "wall s",
+                "CPU µs/event",
+                "peak RSS MB",
+                "first-to-last msg events/s",
+            ],
             rows,
         ),  # fmt: skip
         "",
