@@ -187,8 +187,9 @@ class StoreState:
                 item = self.items.get(sku)
                 if item is None or item.due != due:
                     continue  # superseded by a later look
-                item.advance(t, self.profile, self.prior(sku), policy.detection, warm)
-                self._decide(sku, item, t, policy, out, stock_changed=False)
+                prior = self.prior(sku)
+                item.advance(t, self.profile, prior, policy.detection, warm)
+                self._decide(sku, item, t, prior, policy, out, stock_changed=False)
             if t % DAY_MS == 0:
                 self._sweep(t, policy, out)
             self.next_tick = t + tick_ms
@@ -219,8 +220,8 @@ class StoreState:
         else:
             item.on_inventory(ev, self.profile, prior, policy.detection, warm)
         out.changed.add(ev.sku)
-        self._decide(ev.sku, item, ev.event_time, policy, out)
-        self._replenish(ev.sku, item, ev.event_time, policy, out)
+        self._decide(ev.sku, item, ev.event_time, prior, policy, out)
+        self._replenish(ev.sku, item, ev.event_time, prior, policy, out)
 
     def _set_params(self, params: ItemParams) -> None:
         old = self._category(params.sku)
@@ -281,14 +282,22 @@ class StoreState:
         return params.category if params is not None else None
 
     def _decide(
-        self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut, *, stock_changed: bool = True
+        self,
+        sku: str,
+        item: ItemState,
+        t: int,
+        prior: float,
+        policy: Policy,
+        out: StoreOut,
+        *,
+        stock_changed: bool = True,
     ) -> None:
         params = self.params.get(sku)
         lead = _param(params, "lead_time_hours", policy.items.lead_time_hours)
         conds = item.conditions(
             t,
             self.profile,
-            self.prior(sku),
+            prior,
             params,
             policy.items,
             policy.detection,
@@ -337,7 +346,7 @@ class StoreState:
         item.due = next_tick if _open(item) else max(item.due, next_tick)  # open alerts: every tick
         heapq.heappush(self.due, (item.due, sku))
 
-    def _replenish(self, sku: str, item: ItemState, t: int, policy: Policy, out: StoreOut) -> None:
+    def _replenish(self, sku: str, item: ItemState, t: int, prior: float, policy: Policy, out: StoreOut) -> None:
         pos = item.position()
         if pos is None:
             return
@@ -348,7 +357,7 @@ class StoreState:
         # our own orders may already be in the feed's in_transit: count each unit once
         position = pos + max(0, item.on_order - item.in_transit)
         pack = int(_param(params, "pack_size", d.pack_size))
-        prior, det = self.prior(sku), policy.detection
+        det = policy.detection
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         fallback = item.n_sales < gov.min_history_sales or stale
         if not fallback:  # a cheap bound first: at the peak rate, could the position be at the reorder point?
