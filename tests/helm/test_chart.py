@@ -326,6 +326,14 @@ def test_mtls_mounts_the_secret_and_points_librdkafka_at_it(chart: Any) -> None:
         ("DEMANDSENSE_KAFKA_SSL_KEY_LOCATION", "tls.key"),
     ]:
         assert variables[name]["value"] == f"{mount['mountPath']}/{filename}"
+    assert "DEMANDSENSE_KAFKA_SSL_KEY_PASSWORD" not in variables  # an unencrypted key by default
+
+
+def test_an_encrypted_client_key_gets_its_password_from_the_secret(chart: Any) -> None:
+    tls = {"enabled": True, "existingSecret": "kafka-tls", "mtls": True, "keyPasswordKey": "key.password"}
+    variables = env(render(chart, {"kafka": {"tls": tls}}))
+    ref = variables["DEMANDSENSE_KAFKA_SSL_KEY_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "kafka-tls", "key": "key.password"}
 
 
 def test_tls_without_a_secret_uses_the_system_ca_bundle(chart: Any) -> None:
