@@ -64,7 +64,7 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
     from demandsense import simulate
     from demandsense.embedded import Broker, RedisServer, create_topics
     from demandsense.settings import kafka_config
-    from flows.demand import FlowSettings, KafkaIO, Topics, build_flow
+    from flows.demand import FlowSettings, KafkaIO, Topics, ViewsPace, build_flow
 
     topics = Topics()
     inputs = topics.inputs()
@@ -90,7 +90,10 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
         # the embedded broker stops while the clients close: no disconnect noise after the summary
         config = {**kafka_config(bootstrap, group_id="demandsense-demo"), "log.connection.close": False}
         io = KafkaIO(config, topics, "json", from_beginning=True, duration_s=duration_s)
-        flow = build_flow(FlowSettings(io, redis={"url": redis_server.url}, print_alerts=True))
+        # the demo streams simulated history as if live: its views refresh every second
+        views = ViewsPace(catching_up_s=1.0)
+        settings = FlowSettings(io, redis={"url": redis_server.url}, print_alerts=True, views_pace=views)
+        flow = build_flow(settings)
         try:
             cli_main(flow, workers_per_process=1)
         finally:

@@ -82,6 +82,26 @@ class FileIO:
     dead_letter_out: Path | None = None
 
 
+CATCHING_UP_LAG_S = 300.0  # a store whose event time is further behind the wall clock is catching up
+
+
+@dataclass(frozen=True)
+class ViewsPace:
+    """How often a store refreshes the views of the items that changed: live, and while catching up.
+
+    An item that changes many times between refreshes is viewed once, as it is then: in a backfill
+    most items change every second, so refreshing less often is what keeps views cheap.
+    """
+
+    live_s: float = 1.0
+    catching_up_s: float = 10.0
+
+    def interval(self, event_time_ms: int | None, now: float) -> float:
+        """Seconds between refreshes for a store whose newest event time is ``event_time_ms``."""
+        behind = event_time_ms is not None and now - event_time_ms / 1000 > CATCHING_UP_LAG_S
+        return self.catching_up_s if behind else self.live_s
+
+
 @dataclass(frozen=True)
 class FlowSettings:
     """Everything a flow needs; built by the command line."""
@@ -90,6 +110,7 @@ class FlowSettings:
     policy: Policy = field(default_factory=Policy)
     redis: dict | None = None  # keyword arguments of ``RedisViews.from_url``
     print_alerts: bool = False
+    views_pace: ViewsPace = field(default_factory=ViewsPace)  # how often item views are refreshed
 
 
 @dataclass(slots=True)
@@ -207,15 +228,18 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
     """Bytewax glue around :class:`StoreState`: one per store; snapshots are pickled bytes.
 
     The snapshot is ``(StoreState, evicted)``: ``evicted`` maps SKUs the store shed after a long
-    idle spell to when, so one that comes back is counted in ``demandsense_model_resets``.
+    idle spell to when, so one that comes back is counted in ``demandsense_model_resets``. With
+    ``views``, the views of changed items go out at the :class:`ViewsPace`.
     """
 
     def __init__(
-        self, state: StoreState, policy: Policy, with_views: bool, evicted: dict[str, int] | None = None
+        self, state: StoreState, policy: Policy, views: ViewsPace | None, evicted: dict[str, int] | None = None
     ) -> None:
-        self.state, self.policy, self.with_views = state, policy, with_views
+        self.state, self.policy, self.views = state, policy, views
         self.evicted = evicted if evicted is not None else {}
         self._sized = 0.0  # wall clock of the last state size measurement
+        self._dirty: set[str] = set()  # items changed since their views last went out
+        self._viewed = 0.0  # wall clock of the last views
 
     def on_item(self, value: tuple[list[Event], int] | Control) -> tuple[list[Sensed], bool]:
         if isinstance(value, Control):  # a marker key: note it in this process, keep no state
@@ -232,7 +256,7 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
         if sources.STOP.is_set():  # shutting down, not the end of input: keep the buffer for the next run
             return [], StatefulLogic.RETAIN
         before = set(self.state.items)
-        return [self._sensed(self.state.flush(self.policy), 0, before)], StatefulLogic.RETAIN
+        return [self._sensed(self.state.flush(self.policy), 0, before, final=True)], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         data = pickle.dumps((self.state, self.evicted), protocol=pickle.HIGHEST_PROTOCOL)
@@ -251,7 +275,7 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
         newest = max((e.event_time for e in events if not isinstance(e, ItemParams)), default=0)
         return set(state.items) if newest >= -(-tick // DAY_MS) * DAY_MS else None
 
-    def _sensed(self, out: StoreOut, newest_ms: int, before: set[str] | None) -> Sensed:
+    def _sensed(self, out: StoreOut, newest_ms: int, before: set[str] | None, *, final: bool = False) -> Sensed:
         now = time.time()
         for (source, outcome), n in out.counts.items():
             if source != "items":  # item params are counted on decoding, by topic
@@ -274,14 +298,24 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
         if now - self._sized > SIZE_EVERY_S:
             self._sized = now
             GAUGES.size(state.store_id, len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
-        views = []
-        if self.with_views:
-            sid = state.store_id
-            for sku in out.changed:
-                if sku in state.items:
-                    t = state.items[sku].t
-                    views.append(ItemView(store_id=sid, sku=sku, event_time=t, **state.view(sku, self.policy)))
-        return Sensed(out.alerts, out.triggers, out.late, views)
+        return Sensed(out.alerts, out.triggers, out.late, self._views(out.changed, now, final))
+
+    def _views(self, changed: set[str], now: float, final: bool) -> list[ItemView]:
+        """Views of the items changed since the last ones, when the pace says so (or at the end)."""
+        if self.views is None:
+            return []
+        self._dirty |= changed
+        state = self.state
+        if not self._dirty or (not final and now - self._viewed < self.views.interval(state.max_seen, now)):
+            return []
+        sid, items = state.store_id, state.items
+        views = [
+            ItemView(store_id=sid, sku=sku, event_time=items[sku].t, **state.view(sku, self.policy))
+            for sku in self._dirty
+            if sku in items
+        ]
+        self._dirty, self._viewed = set(), now
+        return views
 
     def _resets(self, out: StoreOut, before: set[str] | None) -> None:
         """Count SKUs that come back after eviction (their models start cold); remember new evictions."""
@@ -387,7 +421,8 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     decoded = op.map("decode", batches, Decoder(codecs, policy))  # Decoded
     dead = op.flat_map("dead_letters", decoded, lambda d: d.dead)  # DeadLetter
     per_store = op.flat_map("by_store", decoded, _by_store(markers))  # (store_id, ([event], newest ms))
-    keyed = op.stateful("sense", per_store, _builder_for(policy, settings.redis is not None))  # (store_id, Sensed)
+    views = settings.views_pace if settings.redis is not None else None
+    keyed = op.stateful("sense", per_store, _builder_for(policy, views))  # (store_id, Sensed)
     sensed = op.map("unkey", keyed, lambda kv: kv[1])  # Sensed
     alerts = op.flat_map("alerts", sensed, lambda s: s.alerts)  # Alert
     triggers = op.flat_map("triggers", sensed, lambda s: s.triggers)  # Trigger
@@ -416,15 +451,15 @@ def align_window_s(policy: Policy) -> float:
     return max(1.0, min(600.0, policy.detection.stream_idle_s / 4))
 
 
-def _builder_for(policy: Policy, with_views: bool):
+def _builder_for(policy: Policy, views: ViewsPace | None):
     """Builder of each store's logic: resumes from its pickled snapshot, or starts empty."""
 
     def build(resume: bytes | None) -> SenseLogic:
         if not resume:
-            return SenseLogic(StoreState(""), policy, with_views)
+            return SenseLogic(StoreState(""), policy, views)
         state = pickle.loads(resume)
         if isinstance(state, StoreState):  # snapshots before the evicted map
-            return SenseLogic(state, policy, with_views)
-        return SenseLogic(state[0], policy, with_views, state[1])
+            return SenseLogic(state, policy, views)
+        return SenseLogic(state[0], policy, views, state[1])
 
     return build

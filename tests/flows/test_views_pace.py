@@ -1,0 +1,43 @@
+"""Item views leave a store at the pace of :class:`flows.demand.ViewsPace`, each changed item once."""
+
+from __future__ import annotations
+
+import time
+
+from flows.demand import CATCHING_UP_LAG_S, SenseLogic, ViewsPace
+from operators.policy import Policy
+from operators.store import StoreState
+from tests.operators import T0, Stream, flat
+
+HOUR_MS = 3_600_000
+
+
+def test_live_and_catching_up_intervals() -> None:
+    pace, now = ViewsPace(live_s=1.0, catching_up_s=10.0), time.time()
+    assert pace.interval(None, now) == 1.0
+    assert pace.interval(int((now - 60) * 1000), now) == 1.0
+    assert pace.interval(int((now - CATCHING_UP_LAG_S - 1) * 1000), now) == 10.0
+
+
+def test_changed_items_are_viewed_once_per_interval_and_all_at_the_end() -> None:
+    s = Stream(seed=1)
+    s.sales(["A", "B"], T0 + 8 * HOUR_MS, T0 + 10 * HOUR_MS, flat(10))
+    s.sales(["C"], T0 + 10 * HOUR_MS, T0 + 11 * HOUR_MS, flat(10))
+    events = s.ordered()
+    first = [e for e in events if e.sku != "C"]
+    logic = SenseLogic(StoreState(""), Policy(), ViewsPace(live_s=3600, catching_up_s=3600))
+    (out,), _ = logic.on_item((first, 0))
+    assert {v.sku for v in out.views} == {"A", "B"}  # the first batch goes out at once
+    (out,), _ = logic.on_item(([e for e in events if e.sku == "C"], 0))
+    assert out.views == []  # within the interval: held back
+    (out,), _ = logic.on_eof()  # the end of input applies what the watermark held and flushes every change
+    skus = [v.sku for v in out.views]
+    assert sorted(skus) == ["A", "B", "C"]  # each changed item once, as it is now
+    assert all(v.store_id == "S1" for v in out.views)
+
+
+def test_no_views_without_redis() -> None:
+    s = Stream(seed=1)
+    s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
+    (out,), _ = SenseLogic(StoreState(""), Policy(), None).on_item((s.ordered(), 0))
+    assert out.views == []
