@@ -282,7 +282,11 @@ def _run(args: argparse.Namespace) -> int:
         conf, topics, args.format, args.schema_registry_url, args.from_beginning, args.exit_at_end,
         process_id=process_id, processes=processes, workers=args.workers,
     )  # fmt: skip
-    flow = build_flow(FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url), args.print_alerts))
+    settings = FlowSettings(
+        io, load_policy(args.policy), _redis_args(args.redis_url), args.print_alerts,
+        recovery=args.recovery_dir is not None,
+    )  # fmt: skip
+    flow = build_flow(settings)
     recovery = None
     if args.recovery_dir is not None:
         recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))

@@ -111,6 +111,7 @@ class FlowSettings:
     redis: dict | None = None  # keyword arguments of ``RedisViews.from_url``
     print_alerts: bool = False
     views_pace: ViewsPace = field(default_factory=ViewsPace)  # how often item views are refreshed
+    recovery: bool = False  # snapshots are kept (``--recovery-dir``); else Bytewax's snapshot calls cost nothing
 
 
 @dataclass(slots=True)
@@ -233,9 +234,15 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
     """
 
     def __init__(
-        self, state: StoreState, policy: Policy, views: ViewsPace | None, evicted: dict[str, int] | None = None
+        self,
+        state: StoreState,
+        policy: Policy,
+        views: ViewsPace | None,
+        evicted: dict[str, int] | None = None,
+        *,
+        recovery: bool = True,
     ) -> None:
-        self.state, self.policy, self.views = state, policy, views
+        self.state, self.policy, self.views, self.recovery = state, policy, views, recovery
         self.evicted = evicted if evicted is not None else {}
         self._sized = 0.0  # wall clock of the last state size measurement
         self._dirty: set[str] = set()  # items changed since their views last went out
@@ -259,6 +266,8 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
         return [self._sensed(self.state.flush(self.policy), 0, before, final=True)], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
+        if not self.recovery:  # Bytewax asks at every epoch's end even without recovery: pickle nothing
+            return b""
         data = pickle.dumps((self.state, self.evicted), protocol=pickle.HIGHEST_PROTOCOL)
         GAUGES.size(self.state.store_id, len(data))
         self._sized = time.time()
@@ -422,7 +431,7 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     dead = op.flat_map("dead_letters", decoded, lambda d: d.dead)  # DeadLetter
     per_store = op.flat_map("by_store", decoded, _by_store(markers))  # (store_id, ([event], newest ms))
     views = settings.views_pace if settings.redis is not None else None
-    keyed = op.stateful("sense", per_store, _builder_for(policy, views))  # (store_id, Sensed)
+    keyed = op.stateful("sense", per_store, _builder_for(policy, views, settings.recovery))  # (store_id, Sensed)
     sensed = op.map("unkey", keyed, lambda kv: kv[1])  # Sensed
     alerts = op.flat_map("alerts", sensed, lambda s: s.alerts)  # Alert
     triggers = op.flat_map("triggers", sensed, lambda s: s.triggers)  # Trigger
@@ -451,15 +460,15 @@ def align_window_s(policy: Policy) -> float:
     return max(1.0, min(600.0, policy.detection.stream_idle_s / 4))
 
 
-def _builder_for(policy: Policy, views: ViewsPace | None):
+def _builder_for(policy: Policy, views: ViewsPace | None, recovery: bool):
     """Builder of each store's logic: resumes from its pickled snapshot, or starts empty."""
 
     def build(resume: bytes | None) -> SenseLogic:
         if not resume:
-            return SenseLogic(StoreState(""), policy, views)
+            return SenseLogic(StoreState(""), policy, views, recovery=recovery)
         state = pickle.loads(resume)
         if isinstance(state, StoreState):  # snapshots before the evicted map
-            return SenseLogic(state, policy, views)
-        return SenseLogic(state[0], policy, views, state[1])
+            return SenseLogic(state, policy, views, recovery=recovery)
+        return SenseLogic(state[0], policy, views, state[1], recovery=recovery)
 
     return build

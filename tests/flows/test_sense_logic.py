@@ -1,10 +1,10 @@
-"""Item views leave a store at the pace of :class:`flows.demand.ViewsPace`, each changed item once."""
+"""SenseLogic, the glue around a store: views at the pace of :class:`flows.demand.ViewsPace`, snapshots."""
 
 from __future__ import annotations
 
 import time
 
-from flows.demand import CATCHING_UP_LAG_S, SenseLogic, ViewsPace
+from flows.demand import CATCHING_UP_LAG_S, SenseLogic, ViewsPace, _builder_for
 from operators.policy import Policy
 from operators.store import StoreState
 from tests.operators import T0, Stream, flat
@@ -41,3 +41,15 @@ def test_no_views_without_redis() -> None:
     s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
     (out,), _ = SenseLogic(StoreState(""), Policy(), None).on_item((s.ordered(), 0))
     assert out.views == []
+
+
+def test_snapshots_are_free_without_recovery_and_resume_with_it() -> None:
+    s = Stream(seed=1)
+    s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
+    without = SenseLogic(StoreState(""), Policy(), None, recovery=False)
+    without.on_item((s.ordered(), 0))
+    assert without.snapshot() == b""  # Bytewax asks for it every epoch even without recovery
+    kept = SenseLogic(StoreState(""), Policy(), None)
+    kept.on_item((s.ordered(), 0))
+    resumed = _builder_for(Policy(), None, True)(kept.snapshot())
+    assert resumed.state.items["A"].n_sales == kept.state.items["A"].n_sales > 0
