@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -360,12 +359,9 @@ class StoreState:
         det = policy.detection
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         fallback = item.n_sales < gov.min_history_sales or stale
-        if not fallback:  # a cheap bound first: at the peak rate, could the position be at the reorder point?
-            ratio, cv2 = item.variance_ratio(), item.day_cv2()
-            peak = item.base_rate(prior, det) * item.basket() * self.profile.peak() * lead
-            peak *= max(1.0, item.today(ratio, cv2)[0])  # a busy day so far raises the rest of it
-            if position > peak + 10 * math.sqrt(ratio * peak + cv2 * peak**2) + pack:
-                return
+        # a cheap bound first: could any plausible lead-time demand bring the position to the reorder point?
+        if not fallback and position > item.demand_ceiling(lead, self.profile, prior, det) + pack:
+            return
         mean_l, var_l = item.demand_moments(t, lead, self.profile, prior, det)
         if fallback:
             plan = static_min_max(
