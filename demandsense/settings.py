@@ -10,7 +10,6 @@ from demandsense.errors import ConfigError
 from operators.policy import Policy
 
 SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.key.pem", "ssl.keystore.password")
-PRODUCER_ENV = "DEMANDSENSE_PRODUCER_"
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -77,19 +76,20 @@ def kafka_config_from_env(bootstrap_servers: str, group_id: str = "demandsense")
     return kafka_config(bootstrap_servers, group_id=group_id, **{k: env(name) for k, name in KAFKA_ENV.items()})
 
 
-def producer_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """librdkafka producer settings from ``DEMANDSENSE_PRODUCER_<NAME>`` variables.
+def librdkafka_overrides(role: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings of the ``role`` (``PRODUCER`` or ``CONSUMER``) from ``DEMANDSENSE_<ROLE>_<NAME>``.
 
     ``<NAME>`` is the property upper-cased with dots as underscores:
-    ``DEMANDSENSE_PRODUCER_MESSAGE_TIMEOUT_MS=60000`` sets ``message.timeout.ms``,
-    ``DEMANDSENSE_PRODUCER_QUEUE_BUFFERING_MAX_MESSAGES=10000`` the local queue's bound. librdkafka
-    refuses unknown names when the producer is built.
+    ``DEMANDSENSE_PRODUCER_MESSAGE_TIMEOUT_MS=60000`` sets the sink's ``message.timeout.ms``,
+    ``DEMANDSENSE_CONSUMER_FETCH_WAIT_MAX_MS=500`` the input's ``fetch.wait.max.ms``. librdkafka
+    refuses unknown names when the client is built.
     """
+    prefix = f"DEMANDSENSE_{role}_"
     environ = os.environ if environ is None else environ
     return {
-        k.removeprefix(PRODUCER_ENV).lower().replace("_", "."): v
+        k.removeprefix(prefix).lower().replace("_", "."): v
         for k, v in environ.items()
-        if k.startswith(PRODUCER_ENV) and len(k) > len(PRODUCER_ENV)
+        if k.startswith(prefix) and len(k) > len(prefix)
     }
 
 

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from demandsense import metrics
 from demandsense.serde import JsonCodec, iso_from_ms, make_codec
-from demandsense.settings import delivery_retries, producer_overrides
+from demandsense.settings import delivery_retries, librdkafka_overrides
 from operators.events import Alert, DeadLetter, Trigger, key_on
 
 log = logging.getLogger("demandsense.sinks")
@@ -79,7 +79,9 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
 
     def __init__(self, config: dict, topics: dict[str, str], fmt: str, registry_url: str | None) -> None:
         producer_config = {k: v for k, v in config.items() if k not in CONSUMER_ONLY}
-        self._producer = Producer({"linger.ms": 5, "acks": "all", **producer_config, **producer_overrides()})
+        self._producer = Producer(
+            {"linger.ms": 5, "acks": "all", **producer_config, **librdkafka_overrides("PRODUCER")}
+        )
         self._topics = topics
         self._codecs = {k: make_codec(fmt, k, topic=topics[k], registry_url=registry_url) for k in topics}
         self._max_retries = delivery_retries()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from demandsense import metrics, server
 from demandsense.errors import ServiceUnavailable
+from demandsense.settings import librdkafka_overrides
 
 log = logging.getLogger("demandsense.sources")
 
@@ -277,24 +277,6 @@ class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
             part.close()
 
 
-CONSUMER_ENV = "DEMANDSENSE_CONSUMER_"
-
-
-def consumer_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """librdkafka consumer settings of the input from ``DEMANDSENSE_CONSUMER_<NAME>`` variables.
-
-    ``<NAME>`` is the property upper-cased with dots as underscores, as for the producer:
-    ``DEMANDSENSE_CONSUMER_FETCH_WAIT_MAX_MS=500`` sets ``fetch.wait.max.ms``. librdkafka refuses
-    unknown names when the consumer is built.
-    """
-    environ = os.environ if environ is None else environ
-    return {
-        k.removeprefix(CONSUMER_ENV).lower().replace("_", "."): v
-        for k, v in environ.items()
-        if k.startswith(CONSUMER_ENV) and len(k) > len(CONSUMER_ENV)
-    }
-
-
 class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
     """Every partition of the input topics, read by assignment (offsets live in Bytewax snapshots).
 
@@ -334,7 +316,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
             "fetch.wait.max.ms": 50,
             "socket.nagle.disable": True,  # fetch requests are small: do not let them wait for ACKs
             **config,
-            **consumer_overrides(),
+            **librdkafka_overrides("CONSUMER"),
         }
         self._topics = topics  # kind -> topic
         self._from_beginning, self._exit_at_end = from_beginning, exit_at_end

@@ -18,7 +18,7 @@ from demandsense.settings import (
     delivery_retries,
     kafka_config,
     kafka_config_from_env,
-    producer_overrides,
+    librdkafka_overrides,
     redacted,
 )
 from flows.sinks import CONSUMER_ONLY, KafkaSink
@@ -97,7 +97,10 @@ def test_producer_overrides_and_delivery_retries(monkeypatch: pytest.MonkeyPatch
         "DEMANDSENSE_PRODUCER_": "ignored",
         "DEMANDSENSE_BOOTSTRAP_SERVERS": "not a producer setting",
     }
-    assert producer_overrides(env) == {"message.timeout.ms": "60000", "queue.buffering.max.messages": "10"}
+    assert librdkafka_overrides("PRODUCER", env) == {
+        "message.timeout.ms": "60000",
+        "queue.buffering.max.messages": "10",
+    }
     assert delivery_retries({}) == 8
     assert delivery_retries({"DEMANDSENSE_DELIVERY_RETRIES": "0"}) == 0
     for bad in ("-1", "many"):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from flows.sources import KafkaBatchSource, consumer_overrides
+from demandsense.settings import librdkafka_overrides
+from flows.sources import KafkaBatchSource
 
 
 def test_consumer_overrides_from_environment() -> None:
     env = {"DEMANDSENSE_CONSUMER_FETCH_WAIT_MAX_MS": "500", "DEMANDSENSE_CONSUMER_": "x", "OTHER": "1"}
-    assert consumer_overrides(env) == {"fetch.wait.max.ms": "500"}
+    assert librdkafka_overrides("CONSUMER", env) == {"fetch.wait.max.ms": "500"}
 
 
 def test_source_defaults_and_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
