@@ -21,13 +21,10 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from demandsense.embedded import Broker, ObjectStore, create_topics, free_port
 from demandsense.serde import AvroCodec
-from demandsense.simulate import SimConfig, generate, produce
+from demandsense.simulate import SimConfig
 from flows.sinks import DeliveryFailed, KafkaSink
 from operators.events import DeadLetter
-from tests.integration.test_kafka_roundtrip import POISON
-from tests.integration.test_kafka_roundtrip import produce as produce_raw
 from tests.integration.test_recovery import (
-    INPUT_PARTITIONS,
     OUTPUT_KINDS,
     Outputs,
     Stream,
@@ -35,6 +32,7 @@ from tests.integration.test_recovery import (
     finish,
     new_outputs,
     run_args,
+    simulated_stream,
     start,
     total,
     wait_processed,
@@ -96,19 +94,8 @@ def read_outputs(bootstrap: str, outputs: dict[str, str]) -> Outputs:
 
 def _stream(bootstrap: str, tmp_path: Path) -> Stream:
     """A simulated Avro stream (3 stores, 6 days) with a poison record, and a fault-free run's outputs."""
-    sim = generate(SimConfig(stores=3, skus=150, days=6, seed=31))
-    inputs = {k: f"pytest_fault_{k}_{uuid.uuid4().hex[:8]}" for k in ("sales", "inventory", "items")}
-    create_topics(bootstrap, [inputs["sales"], inputs["inventory"]], INPUT_PARTITIONS)
-    create_topics(bootstrap, [inputs["items"]], 1)
-    produced = produce(sim, bootstrap, fmt="avro", topics=inputs)
-    produce_raw(bootstrap, inputs["sales"], [(b"S001:POISON", POISON, None)])
-    produced[inputs["sales"]] += 1
-    s = Stream(bootstrap, inputs, produced, Outputs([], [], []))
-    outputs, log = new_outputs(bootstrap), tmp_path / "reference.log"
-    finish(start(run_args(s, outputs, "--exit-at-end", "--metrics-port", "0"), log), log)
-    s.reference = read_outputs(bootstrap, outputs)
-    assert s.reference.alerts and s.reference.triggers and s.reference.dead
-    return s
+    config = SimConfig(stores=3, skus=150, days=6, seed=31)
+    return simulated_stream(bootstrap, config, "pytest_fault", tmp_path / "reference.log")[0]
 
 
 @pytest.mark.slow

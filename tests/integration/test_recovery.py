@@ -165,29 +165,33 @@ def wait_processed(port: int, fraction: float, stream: Stream, proc, log) -> dic
     return wait_for(f"{fraction:.0%} of the input processed", check, proc=proc, log=log)
 
 
+def simulated_stream(bootstrap: str, config: SimConfig, prefix: str, log: Path) -> tuple[Stream, dict[str, str]]:
+    """``config`` simulated as Avro on multi-partition topics ``<prefix>_<kind>_<tag>`` with a poison record,
+    and an uninterrupted reference run's outputs; also the reference run's output topics."""
+    sim = generate(config)
+    tag = uuid.uuid4().hex[:8]
+    inputs = {k: f"{prefix}_{k}_{tag}" for k in ("sales", "inventory", "items")}
+    create_topics(bootstrap, [inputs["sales"], inputs["inventory"]], INPUT_PARTITIONS)
+    create_topics(bootstrap, [inputs["items"]], 1)
+    produced = produce(sim, bootstrap, fmt="avro", topics=inputs)
+    produce_raw(bootstrap, inputs["sales"], [(b"S001:POISON", POISON, None)])
+    produced[inputs["sales"]] += 1
+    s = Stream(bootstrap, inputs, produced, Outputs([], [], []))
+    outputs = new_outputs(bootstrap)
+    finish(start(run_args(s, outputs, "--exit-at-end", "--metrics-port", "0"), log), log)
+    s.reference = read_outputs(bootstrap, outputs)
+    assert s.reference.alerts and s.reference.triggers and s.reference.dead
+    return s, outputs
+
+
 @pytest.fixture(scope="session")
 def stream(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stream]:
     """A simulated Avro stream on multi-partition topics, and an uninterrupted reference run's outputs."""
-    sim = generate(SimConfig(stores=4, skus=200, days=8, seed=23))
-    tag = uuid.uuid4().hex[:8]
-    inputs = {k: f"pytest_in_{k}_{tag}" for k in ("sales", "inventory", "items")}
-    create_topics(kafka_bootstrap, [inputs["sales"], inputs["inventory"]], INPUT_PARTITIONS)
-    create_topics(kafka_bootstrap, [inputs["items"]], 1)
-    produced = produce(sim, kafka_bootstrap, fmt="avro", topics=inputs)
-    produce_raw(kafka_bootstrap, inputs["sales"], [(b"S001:POISON", POISON, None)])
-    produced[inputs["sales"]] += 1
-
-    made = list(inputs.values())
-    s = Stream(kafka_bootstrap, inputs, produced, Outputs([], [], []))
-    outputs = new_outputs(kafka_bootstrap)
-    made += outputs.values()
     log = tmp_path_factory.mktemp("reference") / "run.log"
-    finish(start(run_args(s, outputs, "--exit-at-end", "--metrics-port", "0"), log), log)
-    s.reference = read_outputs(kafka_bootstrap, outputs)
-    assert s.reference.alerts and s.reference.triggers and s.reference.dead
+    s, outputs = simulated_stream(kafka_bootstrap, SimConfig(stores=4, skus=200, days=8, seed=23), "pytest_in", log)
     assert len(set(s.reference.alerts)) == len(s.reference.alerts), "one run emits each alert once"
     yield s
-    delete_topics(kafka_bootstrap, made)
+    delete_topics(kafka_bootstrap, [*s.inputs.values(), *outputs.values()])
 
 
 def assert_covers_reference(got: Outputs, reference: Outputs) -> None:
