@@ -196,20 +196,18 @@ class _Server(ABC):
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server: :attr:`stop_signal`, then SIGKILL after ``timeout`` seconds."""
-        proc, self._proc = self._proc, None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        if proc is not None:
-            _end(proc, self.stop_signal, timeout)
+        self._halt(self.stop_signal, timeout)
 
     def kill(self) -> None:
         """SIGKILL the server at once (a crash); :meth:`start` brings it back on the same port."""
+        self._halt(signal.SIGKILL, 5.0)
+
+    def _halt(self, sig: signal.Signals, timeout: float) -> None:
         proc, self._proc = self._proc, None
         if self._finalizer is not None:
             self._finalizer.detach()
         if proc is not None:
-            proc.kill()
-            proc.wait()
+            _end(proc, sig, timeout)
 
     def restart(self) -> Self:
         """Stop and start again on the same port."""
