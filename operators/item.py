@@ -18,13 +18,16 @@ store drops it entirely once it is idle, holds no stock and has no open alert.
 from __future__ import annotations
 
 import math
-from functools import cached_property
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from operators.alerting import Condition, Episode
 from operators.detectors import confidence, cusum_down_quiet, cusum_on_event, cusum_up_quiet, demand_tail
 from operators.events import COUNT_TYPES, HOUR_MS, InventoryEvent, ItemParams, Sale
 from operators.policy import Detection, ItemDefaults
 from operators.profile import StoreProfile
+
+T = TypeVar("T")
 
 CLOSED_INTENSITY = 0.1  # hours below a tenth of the week's mean intensity count as closed
 PROMO_MS = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
@@ -315,7 +318,7 @@ class ItemState:
         return (cv2 * self.day_units + ratio) / den, cv2 * ratio / den
 
     # -- detectors ----------------------------------------------------------------------------
-    def conditions(
+    def look(
         self,
         t: int,
         profile: StoreProfile,
@@ -323,42 +326,61 @@ class ItemState:
         params: ItemParams | None,
         d: ItemDefaults,
         det: Detection,
-        *,
         warm: bool = True,
-        stock_changed: bool = True,
-    ) -> list[Condition]:
-        """What the detectors see at ``t`` (after :meth:`advance` to ``t``), for the types that can move.
+    ) -> Look:
+        """The item as the detectors and the replenishment see it at ``t`` (after :meth:`advance` to ``t``).
+
+        ``warm`` says the store has been seen long enough for its profile to mean something.
+        """
+        return Look(self, t, profile, prior, params, d, det, warm)
+
+    def conditions(self, look: Look, *, stock_changed: bool = True) -> list[Condition]:
+        """What the detectors see in ``look``, for the types that can move.
 
         Only types that are open, or whose statistic crossed its threshold, are evaluated; the
-        stock-based types only when ``stock_changed`` (an event) or while open. ``warm`` says the
-        store has been seen long enough for its profile to mean something; until then only
-        OUT_OF_STOCK can hold. Sets :attr:`due`, the next time a quiet item needs a look.
+        stock-based types only when ``stock_changed`` (an event) or while open. Until the store is
+        warm only OUT_OF_STOCK can hold. Sets :attr:`due`, the next time a quiet item needs a look.
         """
+        det, warm = look.det, look.warm
         ep = self.episodes or {}
         opened = {k for k, e in ep.items() if e.open}
-        ctx = _Context(self, t, profile, prior, params, d, det, warm)
         out = []
         if "DEMAND_SPIKE" in opened or (warm and self.s_up >= det.spike_threshold):
-            out.append(ctx.spike("DEMAND_SPIKE" in opened))
+            out.append(look.spike("DEMAND_SPIKE" in opened))
         phantom = None
-        if "PHANTOM_INVENTORY" in opened or (ctx.armed and self.quiet >= det.phantom_threshold):
-            phantom = ctx.phantom("PHANTOM_INVENTORY" in opened)
+        if "PHANTOM_INVENTORY" in opened or (look.armed and self.quiet >= det.phantom_threshold):
+            phantom = look.phantom("PHANTOM_INVENTORY" in opened)
             out.append(phantom)
-        if "DEMAND_DROP" in opened or (ctx.armed and self.s_dn >= det.drop_threshold):
-            out.append(ctx.drop("DEMAND_DROP" in opened, phantom is not None and phantom.active))
+        if "DEMAND_DROP" in opened or (look.armed and self.s_dn >= det.drop_threshold):
+            out.append(look.drop("DEMAND_DROP" in opened, phantom is not None and phantom.active))
         if self.on_hand is not None:
             if (stock_changed and self.out_of_stock()) or "OUT_OF_STOCK" in opened:
-                out.append(ctx.out_of_stock())
-            if "STOCKOUT_RISK" in opened or ((stock_changed or self.p_out >= 0.05) and ctx.risk_possible()):
-                out.append(ctx.stockout_risk("STOCKOUT_RISK" in opened))
+                out.append(look.out_of_stock())
+            if "STOCKOUT_RISK" in opened or ((stock_changed or self.p_out >= 0.05) and look.risk_possible()):
+                out.append(look.stockout_risk("STOCKOUT_RISK" in opened))
             else:
                 self.p_out = 0.0
-        self.due = t + ctx.next_look()
+        self.due = look.t + look.next_look()
         return out
 
 
-class _Context:
-    """Figures shared by the detectors of one item at one time, computed once."""
+class _lazy(Generic[T]):
+    """A figure computed on first use and then kept on the instance (unlike ``functools.cached_property``
+    on Python 3.11, it takes no lock: a look belongs to one thread)."""
+
+    def __init__(self, figure: Callable[[Any], T]) -> None:
+        self.figure, self.name = figure, figure.__name__
+        self.__doc__ = figure.__doc__
+
+    def __get__(self, look: Any, owner: type | None = None) -> T:
+        if look is None:
+            return self  # type: ignore[return-value]
+        value = look.__dict__[self.name] = self.figure(look)
+        return value
+
+
+class Look:
+    """One item at one time: the figures its detectors and its replenishment share, each computed once."""
 
     def __init__(
         self,
@@ -372,21 +394,21 @@ class _Context:
         warm: bool,
     ) -> None:
         self.item, self.t, self.profile, self.prior, self.det = item, t, profile, prior, det
-        self.params, self.defaults = params, d
+        self.params, self.defaults, self.warm = params, d, warm
         self.armed = warm and item.n_sales >= det.min_history_sales
         self.lift = item.lift(t, det)
         self.base = item.base_rate(prior, det)
 
     # the figures below are computed on first use: most looks at an item need none of them
-    @cached_property
+    @_lazy
     def price(self) -> float:
         return _get(self.params, "unit_price", self.defaults.unit_price)
 
-    @cached_property
+    @_lazy
     def lead(self) -> float:
         return _get(self.params, "lead_time_hours", self.defaults.lead_time_hours)
 
-    @cached_property
+    @_lazy
     def intensity(self) -> float:
         return self.profile.intensity(self.t)
 
@@ -395,22 +417,22 @@ class _Context:
         """A closed store (a tenth of the week's mean intensity or less) opens no rate alert."""
         return self.intensity >= CLOSED_INTENSITY
 
-    @cached_property
+    @_lazy
     def exp_rate(self) -> float:
         """Expected units per hour now."""
         return self.base * self.intensity * self.lift * self.item.basket()
 
-    @cached_property
+    @_lazy
     def obs_rate(self) -> float:
         """Units sold over the trailing hour."""
         return self.item.recent_units(self.t)
 
-    @cached_property
+    @_lazy
     def day_rate(self) -> float:
         """Expected units per hour over the next day."""
         return self.item.expected_units(self.t, 24, self.profile, self.prior, self.det) / 24
 
-    @cached_property
+    @_lazy
     def pace(self) -> float:
         """How much the spike and drop thresholds rise for a fast mover: a fast mover's many chances to
         fluctuate must not buy it more false alarms per day than a slow one."""
@@ -424,18 +446,27 @@ class _Context:
     def h_drop(self) -> float:
         return self.det.drop_threshold + self.pace
 
-    @cached_property
+    @_lazy
     def h_phantom(self) -> float:
         per_day = max(self.base * 24, 1e-9)
         return max(self.det.phantom_threshold, math.log(per_day / self.det.phantom_false_alarms_per_day))
 
+    @_lazy
+    def ceiling(self) -> float:
+        """A cheap bound above any plausible demand over the lead time (:meth:`ItemState.demand_ceiling`)."""
+        return self.item.demand_ceiling(self.lead, self.profile, self.prior, self.det)
+
+    @_lazy
+    def moments(self) -> tuple[float, float]:
+        """Mean and variance of unit demand over the lead time from now (:meth:`ItemState.demand_moments`)."""
+        return self.item.demand_moments(self.t, self.lead, self.profile, self.prior, self.det)
+
     def risk_possible(self) -> bool:
-        """False when the position is so far above any plausible lead-time demand that the risk is nil
-        (a cheap bound, :meth:`ItemState.demand_ceiling`)."""
+        """False when the position is so far above any plausible lead-time demand that the risk is nil."""
         item = self.item
         if not self.armed or (item.on_hand or 0) - item.reserved <= 0:
             return False
-        return (item.position() or 0) <= item.demand_ceiling(self.lead, self.profile, self.prior, self.det) + 1
+        return (item.position() or 0) <= self.ceiling + 1
 
     def next_look(self) -> int:
         """Milliseconds until a quiet item could cross a threshold (at least a tick, at most a day)."""
@@ -528,7 +559,7 @@ class _Context:
         item, det = self.item, self.det
         pos = item.position() or 0
         avail = (item.on_hand or 0) - item.reserved
-        mean_l, var_l = item.demand_moments(self.t, self.lead, self.profile, self.prior, det)
+        mean_l, var_l = self.moments
         p_out = demand_tail(mean_l, var_l, pos) if self.armed else 0.0
         item.p_out = p_out
         active = (

@@ -25,7 +25,7 @@ from typing import Any
 from operators.alerting import alert_id as make_alert_id
 from operators.alerting import priority, severity, step
 from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, ItemParams, Sale, Trigger, key_on
-from operators.item import ItemState
+from operators.item import ItemState, Look
 from operators.policy import MODEL_VERSION, Detection, Policy
 from operators.profile import StoreProfile
 from operators.replenish import govern, order_up_to, static_min_max
@@ -188,7 +188,7 @@ class StoreState:
                     continue  # superseded by a later look
                 prior = self.prior(sku)
                 item.advance(t, self.profile, prior, policy.detection, warm)
-                self._decide(sku, item, t, prior, policy, out, stock_changed=False)
+                self._decide(sku, self._look(sku, item, t, prior, policy, warm), policy, out, stock_changed=False)
             if t % DAY_MS == 0:
                 self._sweep(t, policy, out)
             self.next_tick = t + tick_ms
@@ -219,8 +219,12 @@ class StoreState:
         else:
             item.on_inventory(ev, self.profile, prior, policy.detection, warm)
         out.changed.add(ev.sku)
-        self._decide(ev.sku, item, ev.event_time, prior, policy, out)
-        self._replenish(ev.sku, item, ev.event_time, prior, policy, out)
+        look = self._look(ev.sku, item, ev.event_time, prior, policy, warm)
+        self._decide(ev.sku, look, policy, out)
+        self._replenish(ev.sku, look, policy, out)
+
+    def _look(self, sku: str, item: ItemState, t: int, prior: float, policy: Policy, warm: bool) -> Look:
+        return item.look(t, self.profile, prior, self.params.get(sku), policy.items, policy.detection, warm)
 
     def _set_params(self, params: ItemParams) -> None:
         old = self._category(params.sku)
@@ -280,35 +284,15 @@ class StoreState:
         params = self.params.get(sku)
         return params.category if params is not None else None
 
-    def _decide(
-        self,
-        sku: str,
-        item: ItemState,
-        t: int,
-        prior: float,
-        policy: Policy,
-        out: StoreOut,
-        *,
-        stock_changed: bool = True,
-    ) -> None:
-        params = self.params.get(sku)
-        lead = _param(params, "lead_time_hours", policy.items.lead_time_hours)
-        conds = item.conditions(
-            t,
-            self.profile,
-            prior,
-            params,
-            policy.items,
-            policy.detection,
-            warm=self._warm(t, policy),
-            stock_changed=stock_changed,
-        )
+    def _decide(self, sku: str, look: Look, policy: Policy, out: StoreOut, *, stock_changed: bool = True) -> None:
+        item, t = look.item, look.t
+        conds = item.conditions(look, stock_changed=stock_changed)
         for cond in conds:
             episodes = item.episodes or {}
             old = episodes.get(cond.alert_type)
             if old is None and not cond.active:
                 continue
-            prio = priority(cond, lead, policy.alerts)
+            prio = priority(cond, look.lead, policy.alerts)
             episode, status = step(old, cond, prio, t, policy.alerts)
             if episode is not None and episode is not old:
                 if item.episodes is None:
@@ -345,24 +329,19 @@ class StoreState:
         item.due = next_tick if _open(item) else max(item.due, next_tick)  # open alerts: every tick
         heapq.heappush(self.due, (item.due, sku))
 
-    def _replenish(self, sku: str, item: ItemState, t: int, prior: float, policy: Policy, out: StoreOut) -> None:
+    def _replenish(self, sku: str, look: Look, policy: Policy, out: StoreOut) -> None:
+        item, t = look.item, look.t
         pos = item.position()
         if pos is None:
             return
-        params, d, gov = self.params.get(sku), policy.items, policy.governance
-        lead = _param(params, "lead_time_hours", d.lead_time_hours)
+        params, d, gov, lead = look.params, policy.items, policy.governance, look.lead
         if item.ordered_at is not None and t - item.ordered_at > 2 * lead * HOUR_MS:
             item.on_order, item.ordered_at = 0, None  # never arrived: stop counting on it
         # our own orders may already be in the feed's in_transit: count each unit once
         position = pos + max(0, item.on_order - item.in_transit)
         pack = int(_param(params, "pack_size", d.pack_size))
-        det = policy.detection
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         fallback = item.n_sales < gov.min_history_sales or stale
-        # a cheap bound first: could any plausible lead-time demand bring the position to the reorder point?
-        if not fallback and position > item.demand_ceiling(lead, self.profile, prior, det) + pack:
-            return
-        mean_l, var_l = item.demand_moments(t, lead, self.profile, prior, det)
         if fallback:
             plan = static_min_max(
                 position,
@@ -370,12 +349,16 @@ class StoreState:
                 max_qty=int(_param(params, "max_qty", d.max_qty)),
                 pack_size=pack,
             )
+        elif position > look.ceiling + pack:  # no plausible lead-time demand brings it to the reorder point
+            return
         else:
+            mean_l, var_l = look.moments
+            cycle_from = t + int(lead * HOUR_MS)
             plan = order_up_to(
                 position,
                 lead_mean=mean_l,
                 lead_variance=var_l,
-                cycle_mean=item.expected_units(t + int(lead * HOUR_MS), d.cycle_hours, self.profile, prior, det),
+                cycle_mean=item.expected_units(cycle_from, d.cycle_hours, self.profile, look.prior, look.det),
                 service_level=_param(params, "service_level", d.service_level),
                 pack_size=pack,
             )
@@ -397,7 +380,7 @@ class StoreState:
                 reorder_point=plan.reorder_point,
                 order_up_to=plan.order_up_to,
                 lead_time_hours=lead,
-                demand_rate_per_hour=round(mean_l / lead, 4),
+                demand_rate_per_hour=round(look.moments[0] / lead, 4),
                 approval=approval,
                 approval_reason=why,
                 policy=plan.policy,

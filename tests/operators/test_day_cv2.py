@@ -9,7 +9,7 @@ import random
 import pytest
 
 from operators.events import HOUR_MS, Sale
-from operators.item import DAY_CV2_PRIOR, DAY_CV2_PRIOR_DAYS, ItemState, _Context
+from operators.item import DAY_CV2_PRIOR, DAY_CV2_PRIOR_DAYS, ItemState
 from operators.policy import Detection, ItemDefaults
 from operators.profile import StoreProfile
 
@@ -171,8 +171,7 @@ def test_the_cheap_ceiling_stays_above_a_busy_days_demand() -> None:
 
 def risk(item: ItemState, on_hand: int) -> float:
     item.on_hand = on_hand
-    ctx = _Context(item, item.t, StoreProfile(), 2.0, None, ItemDefaults(), DET, True)
-    return ctx.stockout_risk(False).confidence
+    return item.look(item.t, StoreProfile(), 2.0, None, ItemDefaults(), DET).stockout_risk(False).confidence
 
 
 def test_stockout_risk_counts_day_to_day_variation_and_todays_pace() -> None:

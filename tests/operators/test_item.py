@@ -113,7 +113,7 @@ def test_out_of_stock_holds_when_the_book_is_empty() -> None:
     p, item = StoreProfile(), ItemState(T0)
     item.on_inventory(inv(T0, "SNAPSHOT", on_hand=1), p, 1.0, DET)
     item.on_sale(sale(T0 + 1), p, 1.0, DET)
-    conds = {c.alert_type: c for c in item.conditions(T0 + 2, p, 1.0, None, ItemDefaults(), DET)}
+    conds = {c.alert_type: c for c in item.conditions(item.look(T0 + 2, p, 1.0, None, ItemDefaults(), DET))}
     assert conds["OUT_OF_STOCK"].active
     assert conds["OUT_OF_STOCK"].hours_to_stockout == 0.0
     assert "STOCKOUT_RISK" not in conds or not conds["STOCKOUT_RISK"].active  # nothing left to be at risk
@@ -125,7 +125,7 @@ def test_conditions_before_warm_up_only_see_stock() -> None:
     for i in range(50):
         item.on_sale(sale(T0 + 10 + i), p, 1.0, DET, warm=False)
     item.s_up = item.quiet = 100.0
-    conds = item.conditions(T0 + HOUR_MS, p, 1.0, None, ItemDefaults(), DET, warm=False)
+    conds = item.conditions(item.look(T0 + HOUR_MS, p, 1.0, None, ItemDefaults(), DET, warm=False))
     assert not any(c.active for c in conds)
 
 
@@ -136,7 +136,7 @@ def test_reasons_do_not_overstate_the_evidence() -> None:
     item.advance(T0 + 30 * HOUR_MS, p, 1.0, DET, warm=False)
     item.episodes = {"DEMAND_SPIKE": Episode(T0, T0, 40)}
     item.s_up = 4.0
-    spike = item.conditions(T0 + 30 * HOUR_MS, p, 1.0, None, ItemDefaults(), DET)[0]
+    spike = item.conditions(item.look(T0 + 30 * HOUR_MS, p, 1.0, None, ItemDefaults(), DET))[0]
     assert spike.alert_type == "DEMAND_SPIKE" and spike.active  # kept open: evidence still above 0
     claim = re.search(r"evidence ([\d.]+) > ([\d.]+)", spike.reason)
     assert claim is None or float(claim[1]) > float(claim[2]), spike.reason
