@@ -171,8 +171,10 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
         self._pump.join()
         deadline = time.monotonic() + self.CLOSE_TIMEOUT_S
         while True:
+            self._resend_due()
             in_flight = self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
-            waiting = self._resend_due()
+            with self._lock:  # the flush served delivery reports: failures among them wait to be produced again
+                waiting = len(self._retries)
             if (not in_flight and not waiting) or time.monotonic() >= deadline:
                 break
             if not in_flight:
