@@ -131,150 +131,173 @@ class Alignment:
 
 
 class _KafkaPartition:
-    """Reads one Kafka partition for :class:`_KafkaReader`; ``next_batch`` raises StopIteration once it ended."""
+    """One input partition of :class:`_KafkaReader`: its records fetched and not yet emitted, its offsets and end."""
 
     def __init__(
-        self,
-        config: dict,
-        kind: str,
-        topic: str,
-        partition: int,
-        start: int,
-        stop_at_end: bool,
-        deadline: float | None,
-        alignment: Alignment,
-        markers: list[str],
+        self, kind: str, topic: str, partition: int, start: int, end: int | None, high: int, alignment: Alignment
     ) -> None:
-        self._kind, self._topic, self._partition = kind, topic, partition
-        self._name = f"{topic}:{partition}"
+        self.kind, self.tp, self.name = kind, TopicPartition(topic, partition), f"{topic}:{partition}"
+        self.next = start  # offset of the next record to emit
+        self.end = end  # stop once read up to this offset (``--exit-at-end``), else None
+        self.high = high
+        self.pending: list[RawRecord] = []  # fetched, not yet emitted (held back by the alignment)
+        self.at_eof = False
+        self.paused = False
+        self.closing: str | None = None  # why it ended ("stop" or "done"), once its last batch is out
         self._align = alignment
-        self._markers = markers  # keys that reach every worker, for the stop/done markers (cluster only)
-        if kind != "ItemParams":
-            alignment.waiting_at(self._name, 0)  # others wait until it has read something or is at its end
-        self._pending: list[RawRecord] = []
-        self._consumer = Consumer(config)
-        self._tp = TopicPartition(topic, partition)
-        low, high = self._consumer.get_watermark_offsets(self._tp, timeout=10)
-        # the end is where a fetch reports end of partition at or past the end offset queried now
-        # (some brokers answer the query with a low estimate; the fetch is exact)
-        self._end = high if stop_at_end else None
-        self._at_eof = False
-        self._next = start if start >= 0 else (low if start == OFFSET_BEGINNING else high)
-        self._consumer.assign([TopicPartition(topic, partition, self._next)])
-        self._deadline = deadline
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(partition))
-        self._high = high
-        self._closing: str | None = None  # why it ends ("stop" or "done"), once its last batch is out
-        self._idle = False  # the last poll found nothing: Bytewax may poll the other partitions meanwhile
+        if kind != "ItemParams":
+            alignment.waiting_at(self.name, 0)  # others wait until it has read something or is at its end
+
+    def batch(self) -> list[RawRecord]:
+        """The records it may emit now: all of master data, events as far as the alignment allows."""
+        records = self.pending
+        if not records:
+            if self.at_eof:  # caught up: no longer holds the others back
+                self._align.waiting_at(self.name, None)
+                if self.kind == "ItemParams":
+                    self._align.loaded(self.name)
+            return []
+        if self.kind == "ItemParams":  # master data is not in event time: read it as it comes
+            self.pending = []
+        else:
+            limit = self._align.limit(self.name)
+            cut = next((i for i, r in enumerate(records) if r.timestamp > limit), len(records))
+            records, self.pending = records[:cut], records[cut:]
+            self._align.waiting_at(self.name, self.pending[0].timestamp if self.pending else records[-1].timestamp)
+            if not records:
+                return []
+        self.next = records[-1].offset + 1
+        self.lag()
+        return records
+
+    def done(self) -> bool:
+        """Read up to the end offset it had when the job started (``--exit-at-end``)."""
+        return self.end is not None and self.at_eof and self.next >= self.end and not self.pending
+
+    def lag(self) -> None:
+        self._lag.set(max(0, self.high - self.next))
+
+    def close(self) -> None:
+        self._align.waiting_at(self.name, None)
+
+
+class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
+    """Every input partition, read by one worker through one consumer; the snapshot is each one's next offset.
+
+    One consumer sends one fetch request per broker for all partitions (a consumer per partition
+    sent one each: twelve times the requests, which loaded the embedded broker until its acks took
+    seconds). A partition held back by the :class:`Alignment` keeps what it fetched and is paused
+    once that reaches :data:`PAUSE_AT` records, so memory stays bounded.
+    """
+
+    PAUSE_AT = 20_000
+
+    def __init__(
+        self, consumer: Consumer, parts: list[_KafkaPartition], deadline: float | None, markers: list[str],
+        alignment: Alignment,
+    ) -> None:  # fmt: skip
+        self._consumer = consumer
+        self._parts = {(p.tp.topic, p.tp.partition): p for p in parts}
+        self._deadline = deadline
+        self._markers = markers  # keys that reach every worker, for the stop/done markers (cluster only)
+        self._align = alignment
+        self._ended: dict[str, int] = {}  # next offset of the partitions that stopped
+        self._idle = False  # the last poll emitted nothing
+        consumer.assign([TopicPartition(p.tp.topic, p.tp.partition, p.next) for p in parts])
 
     def next_batch(self) -> list[Batch]:
         if not server.READY.is_set():
             server.READY.set()  # the flow runs and this process consumes
-        if self._closing is not None:
+        if not self._parts:
             raise StopIteration
-        if STOP.is_set():
-            return self._finish("stop")
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            return self._finish("done")
-        if self._end is not None and self._at_eof and self._next >= self._end and not self._pending:
-            return self._finish("done")
-        records = self._pending or self._consume()
-        self._idle = not records
-        if not records:
-            if self._at_eof:  # caught up: no longer holds the others back
-                self._align.waiting_at(self._name, None)
-                if self._kind == "ItemParams":
-                    self._align.loaded(self._name)
-            return []
-        if self._kind == "ItemParams":  # master data is not in event time: read it as it comes
-            self._emitted(records)
-            return [(self._kind, records)]
-        limit = self._align.limit(self._name)
-        cut = next((i for i, r in enumerate(records) if r.timestamp > limit), len(records))
-        records, self._pending = records[:cut], records[cut:]
-        self._align.waiting_at(self._name, self._pending[0].timestamp if self._pending else records[-1].timestamp)
-        if not records:
-            return []
-        self._emitted(records)
-        return [(self._kind, records)]
+        why = "stop" if STOP.is_set() else None
+        if why is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            why = "done"
+        if why is not None:
+            return self._finish(list(self._parts.values()), why)
+        self._fetch()
+        out: list[Batch] = []
+        for part in list(self._parts.values()):
+            if part.done():
+                out += self._finish([part], "done")
+                continue
+            records = part.batch()
+            if records:
+                out.append((part.kind, records))
+            if part.paused and len(part.pending) < self.PAUSE_AT // 2:
+                self._consumer.resume([part.tp])
+                part.paused = False
+        self._idle = not out
+        if out:
+            metrics.LAST_BATCH.set(time.time())
+        return out
 
-    def _emitted(self, records: list[RawRecord]) -> None:
-        self._next = records[-1].offset + 1
-        self._lag.set(max(0, self._high - self._next))
-        metrics.LAST_BATCH.set(time.time())
+    def _fetch(self) -> None:
+        """Hand what the consumer fetched to the partitions (never blocks: the worker has stores to run)."""
+        parts, part, where, touched = self._parts, None, None, set()
+        for m in self._consumer.consume(num_messages=5000, timeout=0):
+            err = m.error()
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                if err.fatal():
+                    raise KafkaException(err)
+                continue  # librdkafka retries what it can
+            if (m.topic(), m.partition()) != where:
+                where = (m.topic(), m.partition())
+                part = parts.get(where)
+                if part is not None:
+                    touched.add(part)
+            if part is None:  # ended meanwhile
+                continue
+            if err is not None:
+                part.at_eof = True
+                continue
+            part.at_eof = False
+            part.pending.append(RawRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
+        for part in touched:
+            _, high = self._consumer.get_watermark_offsets(part.tp, cached=True)  # from the fetch: exact
+            if high >= 0:
+                part.high = high
+            part.lag()
+            if not part.paused and len(part.pending) >= self.PAUSE_AT:
+                self._consumer.pause([part.tp])
+                part.paused = True
 
-    def _finish(self, why: str) -> list[Batch]:
-        """End this partition: the next poll raises StopIteration; in a cluster, tell every worker first."""
-        self._closing = why
-        last = self._align.ended(self._name)
+    def _finish(self, parts: list[_KafkaPartition], why: str) -> list[Batch]:
+        """End ``parts``; once every partition ended, the next poll raises StopIteration.
+
+        In a cluster, the workers are told first: a stop at once, input done when the last partition ends.
+        """
+        last = False
+        for part in parts:
+            last = self._align.ended(part.name) or last
+            part.close()
+            self._ended[part.name] = part.next
+            del self._parts[part.tp.topic, part.tp.partition]
+        if parts and not self._parts:
+            self._consumer.close()
+        else:
+            self._consumer.pause([p.tp for p in parts])
         if why == "done" and last:
             DONE.set()
         if self._markers and (why == "stop" or last):
             return [(CONTROL, [Control(why)])]
-        raise StopIteration
-
-    def _consume(self) -> list[RawRecord]:
-        records = []
-        for m in self._consumer.consume(num_messages=5000, timeout=0):  # never block the worker's other partitions
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    self._at_eof = True
-                elif m.error().fatal():
-                    raise KafkaException(m.error())
-                continue
-            self._at_eof = False
-            records.append(RawRecord(self._topic, self._partition, m.offset(), m.key(), m.value(), m.timestamp()[1]))
-        _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)  # from the fetch: exact, no request
-        if high >= 0:
-            self._high = high
-        self._lag.set(max(0, self._high - self._next))
-        return records
+        return []
 
     def next_awake(self) -> datetime | None:
-        if self._pending:  # held back by the alignment: look again soon
-            return datetime.now(UTC) + timedelta(milliseconds=1)
-        if self._idle:  # nothing fetched yet: librdkafka fetches in the background
-            return datetime.now(UTC) + timedelta(milliseconds=10)
-        return None
-
-    def snapshot(self) -> int:
-        return self._next
-
-    def close(self) -> None:
-        self._align.waiting_at(self._name, None)
-        self._consumer.close()
-
-
-class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
-    """Every input partition, read by one worker; the snapshot is the next offset of each."""
-
-    def __init__(self, parts: dict[str, _KafkaPartition]) -> None:
-        self._parts = parts
-        self._ended: dict[str, int] = {}  # next offset of the partitions that stopped
-
-    def next_batch(self) -> list[Batch]:
-        out: list[Batch] = []
-        for name, part in list(self._parts.items()):
-            try:
-                out += part.next_batch()
-            except StopIteration:
-                self._ended[name] = part.snapshot()
-                part.close()
-                del self._parts[name]
-        if not self._parts and not out:
-            raise StopIteration
-        return out
-
-    def next_awake(self) -> datetime | None:
-        wakes = [p.next_awake() for p in self._parts.values()]
-        return None if not wakes or None in wakes else min(w for w in wakes if w is not None)
+        if not self._idle or not self._parts:
+            return None
+        held = any(p.pending for p in self._parts.values())  # held back by the alignment: look again soon
+        return datetime.now(UTC) + timedelta(milliseconds=1 if held else 10)  # librdkafka fetches meanwhile
 
     def snapshot(self) -> dict[str, int]:
-        return {**self._ended, **{name: part.snapshot() for name, part in self._parts.items()}}
+        return {**self._ended, **{p.name: p.next for p in self._parts.values()}}
 
     def close(self) -> None:
-        for part in self._parts.values():
-            part.close()
+        if self._parts:
+            for part in self._parts.values():
+                part.close()
+            self._consumer.close()
 
 
 class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
@@ -333,10 +356,9 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
         try:
             meta = consumer.list_topics(timeout=10)
         except KafkaException as exc:
+            consumer.close()
             servers = self._config.get("bootstrap.servers")
             raise ServiceUnavailable(f"Kafka at {servers} did not answer: {exc}") from exc
-        finally:
-            consumer.close()
         parts = [  # (kind, topic, partition); an optional input (item params) may not exist
             (kind, topic, p) for kind, topic in self._topics.items() if topic in meta.topics
             for p in sorted(meta.topics[topic].partitions)
@@ -344,15 +366,16 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
         alignment = Alignment(self._align_window_ms)
         alignment.expect([f"{t}:{p}" for _, t, p in parts], [f"{t}:{p}" for k, t, p in parts if k != "ItemParams"])
         resume = resume_state or {}
-        default = OFFSET_BEGINNING if self._from_beginning else OFFSET_END
-        readers = {
-            f"{t}:{p}": _KafkaPartition(
-                self._config, kind, t, p, resume.get(f"{t}:{p}", default), self._exit_at_end, self._deadline,
-                alignment, self._markers,
-            )
-            for kind, t, p in parts
-        }  # fmt: skip
-        return _KafkaReader(readers)
+        readers = []
+        for kind, t, p in parts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+            start = resume.get(f"{t}:{p}", OFFSET_BEGINNING if self._from_beginning else OFFSET_END)
+            start = start if start >= 0 else (low if start == OFFSET_BEGINNING else high)
+            # the end is where a fetch reports end of partition at or past the end offset queried now
+            # (some brokers answer the query with a low estimate; the fetch is exact)
+            end = high if self._exit_at_end else None
+            readers.append(_KafkaPartition(kind, t, p, start, end, high, alignment))
+        return _KafkaReader(consumer, readers, self._deadline, self._markers, alignment)
 
 
 class _ControlPartition(StatelessSourcePartition[Batch]):

@@ -1,0 +1,74 @@
+"""The Kafka source on a real broker: one consumer reads every partition, aligned in time, each record once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Producer
+
+from flows import sources
+from flows.sources import KafkaBatchSource, RawRecord, _KafkaReader
+
+pytestmark = pytest.mark.integration
+
+WINDOW_MS = 1_000
+
+
+def _produce(bootstrap: str, topic: str, partitions: int, times: list[int]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i, t in enumerate(times):
+        p.produce(topic, f"{topic}-{i}".encode(), partition=i % partitions, timestamp=t)
+    assert p.flush(10) == 0
+
+
+def test_partitions_are_read_once_in_step_and_a_held_one_pauses(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t0 = 1_700_000_000_000
+    sales, inventory = topic_factory(2), topic_factory(1)
+    _produce(kafka_bootstrap, sales, 2, [t0 + i * 100 for i in range(600)])  # a minute of sales
+    _produce(kafka_bootstrap, inventory, 1, [t0 + i * 2_000 for i in range(30)])  # the same minute, sparser
+    monkeypatch.setattr(_KafkaReader, "PAUSE_AT", 10)  # sales run ahead of inventory: they must pause
+    paused = []
+    real_fetch = _KafkaReader._fetch
+
+    def fetch(self: _KafkaReader) -> None:
+        real_fetch(self)
+        paused.extend(p.name for p in self._parts.values() if p.paused)
+
+    monkeypatch.setattr(_KafkaReader, "_fetch", fetch)
+    sources.reset()
+    source = KafkaBatchSource(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": "pytest-source"},
+        {"Sale": sales, "InventoryEvent": inventory},
+        from_beginning=True,
+        exit_at_end=True,
+        align_window_s=WINDOW_MS / 1000,
+    )
+    reader = source.build_part("in", "kafka", None)
+    emitted: list[RawRecord] = []
+    for _ in range(100_000):
+        try:
+            batches = reader.next_batch()
+        except StopIteration:
+            break
+        for _kind, records in batches:
+            emitted += records
+    else:
+        pytest.fail("the source did not reach the end of its partitions")
+    reader.close()
+
+    assert sorted(r.value for r in emitted) == sorted(
+        [f"{sales}-{i}".encode() for i in range(600)] + [f"{inventory}-{i}".encode() for i in range(30)]
+    ), "every record once"
+    for part in {(r.source, r.partition) for r in emitted}:
+        offsets = [r.offset for r in emitted if (r.source, r.partition) == part]
+        assert offsets == sorted(offsets), f"{part} in offset order"
+    # in step: nothing is emitted more than the window ahead of a record of another partition still to come
+    for i, r in enumerate(emitted):
+        later = [x.timestamp for x in emitted[i + 1 :] if (x.source, x.partition) != (r.source, r.partition)]
+        assert not later or r.timestamp <= min(later) + WINDOW_MS, (i, r)
+    assert paused, "a partition held back by the alignment was paused"
+    assert reader.snapshot() == {f"{sales}:0": 300, f"{sales}:1": 300, f"{inventory}:0": 30}
+    assert sources.DONE.is_set()
