@@ -153,6 +153,11 @@ class _Server(ABC):
         """Whether the subprocess is alive."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def start(self) -> Self:
         """Start the server (no-op when running) and wait until it answers."""
         if self.running:

@@ -119,13 +119,16 @@ class Decoded:
     """A decoded batch: valid events grouped by store, dead letters, and a control marker if it was one.
 
     ``newest`` is, per store, the newest Kafka timestamp (ms) of its records in the batch: the
-    start of the event-to-alert latency of whatever the batch makes the store emit.
+    start of the event-to-alert latency of whatever the batch makes the store emit. ``progress``
+    is, with ``Detection.partition_progress``, the newest event time read so far from each input
+    stream, of any store (see :class:`operators.store.StoreState`).
     """
 
     by_store: dict[str, list[Event]]
     dead: list[DeadLetter]
     newest: dict[str, int] = field(default_factory=dict)
     control: Control | None = None
+    progress: dict[tuple[str, int], int] | None = None
 
 
 class Decoder:
@@ -134,6 +137,7 @@ class Decoder:
     def __init__(self, codecs: dict[str, Codec], policy: Policy) -> None:
         self._codecs = codecs
         self._max_quantity = policy.max_quantity
+        self._progress: dict[tuple[str, int], int] | None = {} if policy.detection.partition_progress else None
 
     def __call__(self, batch: Batch) -> Decoded:
         kind, records = batch
@@ -165,16 +169,36 @@ class Decoder:
             metrics.EVENTS_IN.labels(records[0].source, "dead_letter").inc(dead)
         if kind == "ItemParams" and len(records) > dead:  # master data is always applied: ok on arrival
             metrics.EVENTS_IN.labels(records[0].source, "ok").inc(len(records) - dead)
+        elif self._progress is not None and out.by_store:
+            out.progress = self._moved(out.by_store, now_ms)
         return out
+
+    def _moved(self, by_store: dict[str, list[Event]], now_ms: int) -> dict[tuple[str, int], int]:
+        """Each stream's newest event time so far, after this batch; a copy, as the stores get it later.
+
+        No further than the wall clock: a till clock far ahead must not move every store of its partition.
+        """
+        progress = self._progress
+        assert progress is not None
+        for events in by_store.values():
+            for ev in events:
+                if ev.origin is not None:
+                    stream = (ev.origin.source, ev.origin.partition)
+                    progress[stream] = max(progress.get(stream, -1), min(ev.event_time, now_ms))
+        return dict(progress)
+
+
+Delivery = tuple[list[Event], int, dict[tuple[str, int], int] | None]
+"""What a store receives from a batch: its events, their newest Kafka timestamp (ms), and the streams' progress."""
 
 
 def _by_store(markers: list[str]):
-    """(store_id, (events, newest Kafka ms)) per store of a decoded batch; a control marker goes to every worker."""
+    """(store_id, :data:`Delivery`) per store of a decoded batch; a control marker goes to every worker."""
 
-    def split(d: Decoded) -> list[tuple[str, tuple[list[Event], int] | Control]]:
+    def split(d: Decoded) -> list[tuple[str, Delivery | Control]]:
         if d.control is not None:
             return [(k, d.control) for k in markers]
-        return [(sid, (evs, d.newest.get(sid, 0))) for sid, evs in d.by_store.items()]
+        return [(sid, (evs, d.newest.get(sid, 0), d.progress)) for sid, evs in d.by_store.items()]
 
     return split
 
@@ -225,7 +249,7 @@ DAY_MS = 86_400_000
 EVICTED_KEPT_MS = 365 * DAY_MS  # an evicted SKU that returns within this is counted as a model reset
 
 
-class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]):
+class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
     """Bytewax glue around :class:`StoreState`: one per store; snapshots are pickled bytes.
 
     The snapshot is ``(StoreState, evicted)``: ``evicted`` maps SKUs the store shed after a long
@@ -248,15 +272,15 @@ class SenseLogic(StatefulLogic[tuple[list[Event], int] | Control, Sensed, bytes]
         self._dirty: set[str] = set()  # items changed since their views last went out
         self._viewed = 0.0  # wall clock of the last views
 
-    def on_item(self, value: tuple[list[Event], int] | Control) -> tuple[list[Sensed], bool]:
+    def on_item(self, value: Delivery | Control) -> tuple[list[Sensed], bool]:
         if isinstance(value, Control):  # a marker key: note it in this process, keep no state
             (sources.STOP if value.kind == "stop" else sources.DONE).set()
             return [], StatefulLogic.DISCARD
-        events, newest_ms = value
+        events, newest_ms, progress = value
         if not self.state.store_id:  # the builder does not see the key; the events carry it
             self.state.store_id = events[0].store_id
         before = self._keys_if_evicting(events)
-        out = self.state.on_events(events, self.policy)
+        out = self.state.on_events(events, self.policy, progress)
         return [self._sensed(out, newest_ms, before)], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Sensed], bool]:

@@ -18,6 +18,7 @@ class Detection:
 
     allowed_lateness_s: float = 300.0  # events this far behind the newest are reordered; later is LATE
     stream_idle_s: float = 120.0  # an input stream quiet this long no longer holds a store's clock back
+    partition_progress: bool = False  # a partition's newest event time, of any store, moves every store's clock
     tick_minutes: float = 15.0  # cadence of time-driven checks (drops, phantom, stockout) in event time
     dedup_horizon_s: float = 3_600.0  # event ids remembered past the watermark, for duplicates
     spike_ratio: float = 3.0  # CUSUM tuned to detect this multiple of the expected rate
@@ -131,7 +132,10 @@ def _section(kind: type, name: str, values: dict[str, Any]) -> Any:
         if key not in known:
             raise ValueError(f"unknown policy key {name}.{key}; expected one of {sorted(known)}")
         default = getattr(kind(), key)
-        if isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"policy key {name}.{key} must be true or false, got {value!r}")
+        elif isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValueError(f"policy key {name}.{key} must be a number, got {value!r}")
         out[key] = type(default)(value)
     return kind(**out)

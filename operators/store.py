@@ -12,6 +12,11 @@ behind the store's clock is not late by that rule; it is applied on arrival, so 
 lost, though decisions taken meanwhile did not know it. One record far ahead of its stream (a
 wrong till clock) does not move the stream's clock until a second record confirms the leap.
 Repeated ``event_id``s are dropped and counted.
+
+With ``Detection.partition_progress``, each batch also brings the newest event time read from
+each input partition, of any store: for live feeds whose partitions are in event-time order, a
+partition that carried an event of the store then no longer holds its clock back until it carries
+a later one *of the same store* (a store's sparse inventory feed), only until it has moved on.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ class StoreState:
 
     __slots__ = (
         "store_id", "profile", "items", "params", "category_items", "category_sales", "buffer", "first_seen",
-        "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned", "leaps",
+        "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned", "leaps", "progress",
     )  # fmt: skip
 
     def __init__(self, store_id: str) -> None:
@@ -76,18 +81,27 @@ class StoreState:
         self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
         self.seen_pruned = 0
         self.leaps: dict[tuple[str, int], int] = {}  # per stream: a leap ahead of its clock, not yet confirmed
+        self.progress: dict[tuple[str, int], int] = {}  # per stream: newest event time read, of any store
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
-        self.leaps = {}  # absent from snapshots made before it existed
+        self.leaps, self.progress = {}, {}  # absent from snapshots made before they existed
         for name, value in zip(self.__slots__, state, strict=False):
             setattr(self, name, value)
 
-    def on_events(self, events: list[Event], policy: Policy) -> StoreOut:
-        """Take a batch in arrival order; apply whatever the watermark now releases."""
+    def on_events(
+        self, events: list[Event], policy: Policy, progress: dict[tuple[str, int], int] | None = None
+    ) -> StoreOut:
+        """Take a batch in arrival order; apply whatever the watermark now releases.
+
+        ``progress``: the newest event time read from each input stream so far, of any store (used
+        with ``Detection.partition_progress``).
+        """
         out = StoreOut()
+        if progress is not None:
+            self.progress = progress
         lateness = int(policy.detection.allowed_lateness_s * 1000)
         leap = max(lateness, HOUR_MS)
         for ev in events:
@@ -150,7 +164,11 @@ class StoreState:
         assert self.max_seen is not None
         det = policy.detection
         active_since = self.max_seen - int(det.stream_idle_s * 1000)
-        slowest = min(t for t in self.stream_max.values() if t >= active_since)
+        times = self.stream_max
+        if det.partition_progress and self.progress:
+            moved = self.progress
+            times = {s: max(t, moved.get(s, t)) for s, t in times.items()}
+        slowest = min(t for t in times.values() if t >= active_since)
         return slowest - int(det.allowed_lateness_s * 1000)
 
     def flush(self, policy: Policy) -> StoreOut:

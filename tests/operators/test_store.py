@@ -128,6 +128,31 @@ def test_a_record_from_a_stream_that_was_quiet_lands_behind_the_clock_but_is_not
     assert late_state.items["A"].position() == in_order.items["A"].position()
 
 
+def test_partition_progress_releases_a_sale_without_waiting_for_the_stores_sparse_stream() -> None:
+    """Live, zero lateness: a sale waits for every active stream of its store to carry a later event.
+
+    The store's inventory partition carries its events rarely; other stores' events show that the
+    partition has moved on. Only with ``partition_progress`` does that release the sale.
+    """
+    det = Detection(allowed_lateness_s=0, stream_idle_s=60)
+    w = T0 + 10 * HOUR_MS
+    count = InventoryEvent("c", w, "S1", "A", "SNAPSHOT", 0, 1, None, Origin("inventory", 0, 0))
+    sale = Sale("s", w + 5_000, "S1", "A", "STORE", 1, 5.0, None, Origin("sales", 0, 0))
+    moved = {("inventory", 0): w + 6_000, ("sales", 0): w + 6_000}
+    for flag, released in ((False, False), (True, True)):
+        policy = Policy(detection=replace(det, partition_progress=flag))
+        state = StoreState("S1")
+        state.on_events([count], policy)
+        out = state.on_events([sale], policy, moved)
+        assert ("A" in state.items and state.items["A"].on_hand == 0) is released, flag
+        assert any(a.alert_type == "OUT_OF_STOCK" for a in out.alerts) is released, flag
+    stale = StoreState("S1")  # a partition that has not moved past the sale still holds it
+    progress = Policy(detection=replace(det, partition_progress=True))
+    stale.on_events([count], progress)
+    stale.on_events([sale], progress, {("inventory", 0): w + 1_000, ("sales", 0): w + 6_000})
+    assert stale.items["A"].on_hand == 1
+
+
 # -- (h) duplicates ----------------------------------------------------------------------------
 def test_duplicates_are_counted_and_change_nothing(events: list, reference: Run) -> None:
     rng = random.Random(3)
