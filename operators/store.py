@@ -304,6 +304,7 @@ class StoreState:
 
     def _decide(self, sku: str, look: Look, policy: Policy, out: StoreOut, *, stock_changed: bool = True) -> None:
         item, t = look.item, look.t
+        looked_for = item.due
         conds = item.conditions(look, stock_changed=stock_changed)
         for cond in conds:
             episodes = item.episodes or {}
@@ -342,10 +343,12 @@ class StoreState:
                 )
             )
             out.changed.add(sku)
+        # the next look is at a tick: open alerts at the next one, quiet items at the first one due
         tick_ms = int(policy.detection.tick_minutes * 60_000)
         next_tick = (t // tick_ms + 1) * tick_ms
-        item.due = next_tick if _open(item) else max(item.due, next_tick)  # open alerts: every tick
-        heapq.heappush(self.due, (item.due, sku))
+        item.due = next_tick if _open(item) else max(-(-item.due // tick_ms) * tick_ms, next_tick)
+        if item.due != looked_for:  # else the item is in the heap for that tick already
+            heapq.heappush(self.due, (item.due, sku))
 
     def _replenish(self, sku: str, look: Look, policy: Policy, out: StoreOut) -> None:
         item, t = look.item, look.t
@@ -429,7 +432,8 @@ class StoreState:
 
 
 def _open(item: ItemState) -> bool:
-    return any(e.open for e in (item.episodes or {}).values())
+    episodes = item.episodes
+    return episodes is not None and any(e.open for e in episodes.values())
 
 
 def _param(params: ItemParams | None, name: str, default: float) -> float:
