@@ -11,6 +11,7 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -140,7 +141,7 @@ class _KafkaPartition:
         self.next = start  # offset of the next record to emit
         self.end = end  # stop once read up to this offset (``--exit-at-end``), else None
         self.high = high
-        self.pending: list[RawRecord] = []  # fetched, not yet emitted (held back by the alignment)
+        self.pending: deque[RawRecord] = deque()  # fetched, not yet emitted (held back by the alignment)
         self.at_eof = False
         self.paused = False
         self.closing: str | None = None  # why it ended ("stop" or "done"), once its last batch is out
@@ -151,20 +152,22 @@ class _KafkaPartition:
 
     def batch(self) -> list[RawRecord]:
         """The records it may emit now: all of master data, events as far as the alignment allows."""
-        records = self.pending
-        if not records:
+        pending = self.pending
+        if not pending:
             if self.at_eof:  # caught up: no longer holds the others back
                 self._align.waiting_at(self.name, None)
                 if self.kind == "ItemParams":
                     self._align.loaded(self.name)
             return []
         if self.kind == "ItemParams":  # master data is not in event time: read it as it comes
-            self.pending = []
-        else:
+            records = list(pending)
+            pending.clear()
+        else:  # taken from the front: the alignment may let only a few through per poll
             limit = self._align.limit(self.name)
-            cut = next((i for i, r in enumerate(records) if r.timestamp > limit), len(records))
-            records, self.pending = records[:cut], records[cut:]
-            self._align.waiting_at(self.name, self.pending[0].timestamp if self.pending else records[-1].timestamp)
+            records = []
+            while pending and pending[0].timestamp <= limit:
+                records.append(pending.popleft())
+            self._align.waiting_at(self.name, pending[0].timestamp if pending else records[-1].timestamp)
             if not records:
                 return []
         self.next = records[-1].offset + 1
