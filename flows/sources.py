@@ -144,7 +144,6 @@ class _KafkaPartition:
         self.pending: deque[RawRecord] = deque()  # fetched, not yet emitted (held back by the alignment)
         self.at_eof = False
         self.paused = False
-        self.closing: str | None = None  # why it ended ("stop" or "done"), once its last batch is out
         self._align = alignment
         self._lag = metrics.CONSUMER_LAG.labels(topic, str(partition))
         if kind != "ItemParams":
