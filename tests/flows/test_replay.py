@@ -160,6 +160,20 @@ def test_out_of_order_arrival_within_the_lateness_gives_the_same_alerts(obvious,
     assert [t["trigger_id"] for t in triggers] == [t["trigger_id"] for t in obvious[1]]
 
 
+def test_the_low_latency_setting_gives_the_same_alerts_on_ordered_input(obvious, tmp_path: Path) -> None:
+    """Partition progress and zero lateness change when a store applies an event, not what it decides."""
+    _scenarios(tmp_path)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        "[detection]\nallowed_lateness_s = 0.0\nstream_idle_s = 0.25\npartition_progress = true\n"
+        "[governance]\nmax_auto_qty = 150\n"
+    )
+    alerts, triggers, dead = _replay(tmp_path, "--policy", str(policy))
+    assert not dead
+    assert [a["alert_id"] for a in alerts] == [a["alert_id"] for a in obvious[0]]
+    assert [t["trigger_id"] for t in triggers] == [t["trigger_id"] for t in obvious[1]]
+
+
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("sim")
