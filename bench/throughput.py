@@ -125,7 +125,7 @@ def hot_spots(raw: Path, top: int = 15) -> tuple[int, list[tuple[str, float, flo
     self_n: dict[str, int] = defaultdict(int)
     incl_n: dict[str, int] = defaultdict(int)
     total = 0
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text().split("\n"):  # not splitlines: frame names may hold its separators
         stack, _, count = line.rpartition(" ")
         if not stack:
             continue
@@ -158,7 +158,7 @@ def flame_svg(raw: Path, out: Path, title: str, width: int = 1400, row: int = 16
     from html import escape
 
     root: dict = {"n": 0, "kids": {}}
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text().split("\n"):  # not splitlines: frame names may hold its separators
         stack, _, count = line.rpartition(" ")
         if not stack:
             continue
