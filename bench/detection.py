@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -123,13 +124,13 @@ DEFAULT_MIXES = ("longtail", "fast")
 
 
 # -- demandsense, as `demandsense replay` runs it ---------------------------------------------------
-def replay_batches(sim: Simulation, batch_lines: int = BATCH_LINES) -> Iterator[list[tuple[str, list]]]:
+def replay_batches(sim: Simulation, batch_lines: int = BATCH_LINES) -> Iterator[list[tuple[str, str, int, dict]]]:
     """The source batches ``demandsense replay`` reads from ``write_files(sim)``'s files.
 
     As :func:`flows.sources.merged_lines`: item params first, then inventory and sales lines
     merged by event time (each file in its own arrival order, ties to inventory); as
-    ``FileBatchSource``: a batch every ``batch_lines`` lines, consecutive lines of one kind
-    grouped. Each group is ``(kind, [(source, line number, record dict), ...])``.
+    ``FileBatchSource``: a batch every ``batch_lines`` lines, each line ``(kind, source, line number,
+    record dict)``.
     """
     files = (
         ("ItemParams", "items.jsonl", sim.items),
@@ -141,18 +142,8 @@ def replay_batches(sim: Simulation, batch_lines: int = BATCH_LINES) -> Iterator[
         for i, rec in enumerate(records, start=1):
             yield (-1.0 if kind == "ItemParams" else float(rec["event_time"])), kind, name, i, rec
 
-    batch: list[tuple[str, list]] = []
-    done = 0
-    for _, kind, name, i, rec in heapq.merge(*(lines(*f) for f in files), key=itemgetter(0)):
-        done += 1
-        if batch and batch[-1][0] == kind:
-            batch[-1][1].append((name, i, rec))
-        else:
-            batch.append((kind, [(name, i, rec)]))
-        if done % batch_lines == 0:
-            yield batch
-            batch = []
-    if batch:
+    merged = heapq.merge(*(lines(*f) for f in files), key=itemgetter(0))
+    while batch := [line[1:] for line in itertools.islice(merged, batch_lines)]:
         yield batch
 
 
@@ -160,24 +151,22 @@ def store_calls(sim: Simulation, max_quantity: int | None = None) -> tuple[list[
     """The ``(store_id, events)`` calls ``demandsense replay`` makes, in order, and the invalid records.
 
     Each record goes through the validator ``demandsense.validate.read_event`` applies after
-    decoding JSON, with the same ``Origin`` (file, partition -1, line); each group of a batch is
-    split by store, as the flow's decoder does. Events are immutable, so one list serves many runs.
+    decoding JSON, with the same ``Origin`` (file, partition -1, line); each batch is split by
+    store, as the flow's decoder does. Events are immutable, so one list serves many runs.
     """
     now_ms = int(time.time() * 1000)
     calls: list[tuple[str, list[Event]]] = []
     invalid = 0
     for batch in replay_batches(sim):
-        for kind, recs in batch:
-            validate = VALIDATORS[kind]
-            by_store: dict[str, list[Event]] = {}
-            for name, line, rec in recs:
-                try:
-                    ev = validate(rec, now_ms, max_quantity, Origin(name, -1, line))
-                except Exception:
-                    invalid += 1
-                    continue
-                by_store.setdefault(ev.store_id, []).append(ev)
-            calls += by_store.items()
+        by_store: dict[str, list[Event]] = {}
+        for kind, name, line, rec in batch:
+            try:
+                ev = VALIDATORS[kind](rec, now_ms, max_quantity, Origin(name, -1, line))
+            except Exception:
+                invalid += 1
+                continue
+            by_store.setdefault(ev.store_id, []).append(ev)
+        calls += by_store.items()
     return calls, invalid
 
 

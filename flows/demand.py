@@ -2,7 +2,7 @@
 
 Shape::
 
-    batches (kind, [RawRecord])  -> decode+validate -> (store_id, [event]) -> store state
+    batches [RawRecord]  -> decode+validate -> (store_id, [event]) -> store state
                                      '-> dead letters                          |-> alerts, triggers, late
                                                                                '-> Redis views
 """
@@ -25,7 +25,7 @@ from demandsense.serde import Codec, JsonCodec, make_codec
 from demandsense.validate import read_event
 from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out
-from flows.sources import CONTROL, Batch, Control, ControlSource, FileBatchSource, KafkaBatchSource, marker_keys
+from flows.sources import Batch, Control, ControlSource, FileBatchSource, KafkaBatchSource, marker_keys
 from operators.events import Alert, DeadLetter, Event, ItemParams, Origin, Trigger
 from operators.policy import Policy
 from operators.store import StoreOut, StoreState
@@ -139,38 +139,30 @@ class Decoder:
         self._max_quantity = policy.max_quantity
         self._progress: dict[tuple[str, int], int] | None = {} if policy.detection.partition_progress else None
 
-    def __call__(self, batch: Batch) -> Decoded:
-        kind, records = batch
-        if kind == CONTROL:
-            return Decoded({}, [], control=records[0])
-        codec, now_ms = self._codecs[kind], int(time.time() * 1000)
+    def __call__(self, item: Batch | Control) -> Decoded:
+        if isinstance(item, Control):
+            return Decoded({}, [], control=item)
+        codecs, cap, now_ms = self._codecs, self._max_quantity, int(time.time() * 1000)
         out = Decoded({}, [])
-        newest = out.newest
-        dead = 0
-        for r in records:
-            ev = read_event(
-                kind,
-                r.value,
-                codec,
-                Origin(r.source, r.partition, r.offset),
-                key=r.key,
-                now_ms=now_ms,
-                max_quantity=self._max_quantity,
-            )
+        by_store, newest = out.by_store, out.newest
+        params: dict[str, int] = {}  # item params by topic: applied on arrival, so counted ok here
+        for r in item:
+            origin = Origin(r.source, r.partition, r.offset)
+            ev = read_event(r.kind, r.value, codecs[r.kind], origin, key=r.key, now_ms=now_ms, max_quantity=cap)
             if isinstance(ev, DeadLetter):
                 out.dead.append(ev)
                 metrics.DEAD_LETTERS.labels(ev.stage, ev.reason).inc()
-                dead += 1
-            else:
-                out.by_store.setdefault(ev.store_id, []).append(ev)
-                if r.timestamp > newest.get(ev.store_id, 0):
-                    newest[ev.store_id] = r.timestamp
-        if dead:
-            metrics.EVENTS_IN.labels(records[0].source, "dead_letter").inc(dead)
-        if kind == "ItemParams" and len(records) > dead:  # master data is always applied: ok on arrival
-            metrics.EVENTS_IN.labels(records[0].source, "ok").inc(len(records) - dead)
-        elif self._progress is not None and out.by_store:
-            out.progress = self._moved(out.by_store, now_ms)
+                metrics.EVENTS_IN.labels(r.source, "dead_letter").inc()
+                continue
+            if isinstance(ev, ItemParams):
+                params[r.source] = params.get(r.source, 0) + 1
+            by_store.setdefault(ev.store_id, []).append(ev)
+            if r.timestamp > newest.get(ev.store_id, 0):
+                newest[ev.store_id] = r.timestamp
+        for source, n in params.items():
+            metrics.EVENTS_IN.labels(source, "ok").inc(n)
+        if self._progress is not None and len(item) > sum(params.values()) + len(out.dead):
+            out.progress = self._moved(by_store, now_ms)
         return out
 
     def _moved(self, by_store: dict[str, list[Event]], now_ms: int) -> dict[tuple[str, int], int]:
@@ -182,7 +174,7 @@ class Decoder:
         assert progress is not None
         for events in by_store.values():
             for ev in events:
-                if ev.origin is not None:
+                if not isinstance(ev, ItemParams) and ev.origin is not None:
                     stream = (ev.origin.source, ev.origin.partition)
                     progress[stream] = max(progress.get(stream, -1), min(ev.event_time, now_ms))
         return dict(progress)
@@ -448,7 +440,7 @@ def build_flow(settings: FlowSettings) -> Dataflow:
         source = FileBatchSource({k: p for k, p in files.items() if p is not None})
         codecs = {k: JsonCodec() for k in KINDS}
 
-    batches = op.input("in", flow, source)  # (kind, [RawRecord])
+    batches = op.input("in", flow, source)  # [RawRecord] (or a Control marker)
     if markers:  # a cluster: the processes that read nothing can ask for a stop through the control input
         batches = op.merge("with_control", batches, op.input("control", flow, ControlSource(markers, io.workers)))
     decoded = op.map("decode", batches, Decoder(codecs, policy))  # Decoded

@@ -1,13 +1,14 @@
-"""Batch sources: one item per Kafka ``consume()`` batch or per run of file lines.
+"""Batch sources: one item per poll of every Kafka input partition, or per run of file lines.
 
 Engine overhead is paid per item that crosses an operator, so records travel in batches from
-the source on. Each batch is ``(kind, [RawRecord, ...])`` where kind is the record type
-(``Sale``, ``InventoryEvent`` or ``ItemParams``).
+the source on. A batch is a list of :class:`RawRecord` of every input, in the order they are read
+(aligned in event time); each record names its kind (``Sale``, ``InventoryEvent`` or ``ItemParams``).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import threading
 import time
@@ -33,9 +34,6 @@ STOP = threading.Event()
 DONE = threading.Event()
 """Set when every Kafka input partition reached its end (``--exit-at-end``, the demo's duration)."""
 
-CONTROL = "__control__"
-"""Kind of a batch that carries a :class:`Control` marker instead of records."""
-
 
 @dataclass(frozen=True, slots=True)
 class Control:
@@ -56,8 +54,9 @@ def reset() -> None:
 
 
 class RawRecord(NamedTuple):
-    """One input record as read: where from, key and value bytes, and its timestamp (ms)."""
+    """One input record as read: its kind, where from, key and value bytes, and its timestamp (ms)."""
 
+    kind: str
     source: str
     partition: int
     offset: int
@@ -66,7 +65,7 @@ class RawRecord(NamedTuple):
     timestamp: int
 
 
-Batch = tuple[str, list[RawRecord]]
+Batch = list[RawRecord]
 
 
 class Alignment:
@@ -184,16 +183,22 @@ class _KafkaPartition:
         self._align.waiting_at(self.name, None)
 
 
-class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
+class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
     """Every input partition, read by one worker through one consumer; the snapshot is each one's next offset.
 
     One consumer sends one fetch request per broker for all partitions (a consumer per partition
     sent one each: twelve times the requests, which loaded the embedded broker until its acks took
     seconds). A partition held back by the :class:`Alignment` keeps what it fetched and is paused
     once that reaches :data:`PAUSE_AT` records, so memory stays bounded.
+
+    A poll emits one batch of every partition's records. While catching up, the alignment lets
+    only a window of event time through per pass over the partitions (a sparse chain holds few
+    records in it), so passes repeat until the batch holds :data:`BATCH_RECORDS` records or a pass
+    adds none: the records stay in pass order, so each store still sees its partitions in step.
     """
 
     PAUSE_AT = 20_000
+    BATCH_RECORDS = 5_000
 
     def __init__(
         self, consumer: Consumer, parts: list[_KafkaPartition], deadline: float | None, markers: list[str],
@@ -208,7 +213,7 @@ class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
         self._idle = False  # the last poll emitted nothing
         consumer.assign([TopicPartition(p.tp.topic, p.tp.partition, p.next) for p in parts])
 
-    def next_batch(self) -> list[Batch]:
+    def next_batch(self) -> list[Batch | Control]:
         if not server.READY.is_set():
             server.READY.set()  # the flow runs and this process consumes
         if not self._parts:
@@ -218,20 +223,24 @@ class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
             why = "done"
         if why is not None:
             return self._finish(list(self._parts.values()), why)
-        self._fetch()
-        out: list[Batch] = []
-        for part in list(self._parts.values()):
-            if part.done():
-                out += self._finish([part], "done")
-                continue
-            records = part.batch()
-            if records:
-                out.append((part.kind, records))
-            if part.paused and len(part.pending) < self.PAUSE_AT // 2:
-                self._consumer.resume([part.tp])
-                part.paused = False
+        batch: Batch = []
+        markers: list[Control] = []
+        while self._parts:
+            self._fetch()
+            before = len(batch)
+            for part in list(self._parts.values()):
+                if part.done():
+                    markers += self._finish([part], "done")
+                    continue
+                batch += part.batch()
+                if part.paused and len(part.pending) < self.PAUSE_AT // 2:
+                    self._consumer.resume([part.tp])
+                    part.paused = False
+            if len(batch) == before or len(batch) >= self.BATCH_RECORDS:
+                break
+        out: list[Batch | Control] = [batch, *markers] if batch else markers
         self._idle = not out
-        if out:
+        if batch:
             metrics.LAST_BATCH.set(time.time())
         return out
 
@@ -255,7 +264,7 @@ class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
                 part.at_eof = True
                 continue
             part.at_eof = False
-            part.pending.append(RawRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
+            part.pending.append(RawRecord(part.kind, *where, m.offset(), m.key(), m.value(), m.timestamp()[1]))
         for part in touched:
             _, high = self._consumer.get_watermark_offsets(part.tp, cached=True)  # from the fetch: exact
             if high >= 0:
@@ -265,7 +274,7 @@ class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
                 self._consumer.pause([part.tp])
                 part.paused = True
 
-    def _finish(self, parts: list[_KafkaPartition], why: str) -> list[Batch]:
+    def _finish(self, parts: list[_KafkaPartition], why: str) -> list[Control]:
         """End ``parts``; once every partition ended, the next poll raises StopIteration.
 
         In a cluster, the workers are told first: a stop at once, input done when the last partition ends.
@@ -283,7 +292,7 @@ class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
         if why == "done" and last:
             DONE.set()
         if self._markers and (why == "stop" or last):
-            return [(CONTROL, [Control(why)])]
+            return [Control(why)]
         return []
 
     def next_awake(self) -> datetime | None:
@@ -302,7 +311,7 @@ class _KafkaReader(StatefulSourcePartition[Batch, dict[str, int]]):
             self._consumer.close()
 
 
-class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
+class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
     """Every partition of the input topics, read by assignment (offsets live in Bytewax snapshots).
 
     ``from_beginning`` starts new partitions at the earliest offset (else at the end);
@@ -380,27 +389,27 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, dict[str, int]]):
         return _KafkaReader(consumer, readers, self._deadline, self._markers, alignment)
 
 
-class _ControlPartition(StatelessSourcePartition[Batch]):
+class _ControlPartition(StatelessSourcePartition[Control]):
     """Forwards this process's SIGTERM to the readers (process 0) as stop markers; ends when input is over."""
 
     def __init__(self, markers: list[str], active: bool) -> None:
         self._markers, self._active, self._sent = markers, active, False
 
-    def next_batch(self) -> list[Batch]:
+    def next_batch(self) -> list[Control]:
         if not server.READY.is_set():
             server.READY.set()
         if not self._active or DONE.is_set() or self._sent:
             raise StopIteration
         if STOP.is_set():
             self._sent = True
-            return [(CONTROL, [Control("stop")])]
+            return [Control("stop")]
         return []
 
     def next_awake(self) -> datetime | None:
         return datetime.now(UTC) + timedelta(milliseconds=200)
 
 
-class ControlSource(DynamicSource[Batch]):
+class ControlSource(DynamicSource[Control]):
     """One partition per worker of the processes that read no Kafka partitions (cluster only).
 
     The first worker of each such process watches for SIGTERM and sends a stop marker, so a
@@ -431,13 +440,13 @@ def _event_time(line: bytes, previous: float) -> float:
         return previous
 
 
-def merged_lines(files: dict[str, Path]) -> Iterator[tuple[str, RawRecord]]:
-    """(kind, record) of every line of the files, item params first, the rest merged by event time.
+def merged_lines(files: dict[str, Path]) -> Iterator[RawRecord]:
+    """Every line of the files (kind -> path), item params first, the rest merged by event time.
 
     Each file keeps its own order (arrival order, with its disorder); the merge interleaves them.
     """
 
-    def lines(kind: str, path: Path) -> Iterator[tuple[float, int, str, RawRecord]]:
+    def lines(kind: str, path: Path) -> Iterator[tuple[float, RawRecord]]:
         key = 0.0
         with path.open("rb") as f:
             for i, line in enumerate(f, start=1):
@@ -445,11 +454,11 @@ def merged_lines(files: dict[str, Path]) -> Iterator[tuple[str, RawRecord]]:
                 if not line.strip():
                     continue
                 key = _event_time(line, key) if kind != "ItemParams" else -1.0
-                yield key, i, kind, RawRecord(str(path), -1, i, None, line, 0)
+                yield key, RawRecord(kind, str(path), -1, i, None, line, 0)
 
     streams = [lines(kind, path) for kind, path in files.items()]
-    for _, _, kind, rec in heapq.merge(*streams, key=lambda x: x[0]):
-        yield kind, rec
+    for _, rec in heapq.merge(*streams, key=lambda x: x[0]):
+        yield rec
 
 
 class _FilePartition(StatefulSourcePartition[Batch, int]):
@@ -462,18 +471,11 @@ class _FilePartition(StatefulSourcePartition[Batch, int]):
             self._done += 1
 
     def next_batch(self) -> list[Batch]:
-        out: list[Batch] = []
-        for kind, rec in self._it:
-            self._done += 1
-            if out and out[-1][0] == kind:
-                out[-1][1].append(rec)
-            else:
-                out.append((kind, [rec]))
-            if self._done % self._batch_size == 0:
-                return out
-        if out:
-            return out
-        raise StopIteration
+        batch = list(itertools.islice(self._it, self._batch_size - self._done % self._batch_size))
+        if not batch:
+            raise StopIteration
+        self._done += len(batch)
+        return [batch]
 
     def snapshot(self) -> int:
         return self._done

@@ -78,8 +78,8 @@ def test_every_record_is_accounted_for_and_nothing_valid_is_lost() -> None:
     counts: Counter[str] = Counter()
     dead = []
     for start in range(0, len(stream), 1000):
-        raws = [RawRecord(TOPIC, 0, start + i, None, v, 0) for i, v in enumerate(stream[start : start + 1000])]
-        decoded = decoder(("Sale", raws))
+        raws = [RawRecord("Sale", TOPIC, 0, start + i, None, v, 0) for i, v in enumerate(stream[start : start + 1000])]
+        decoded = decoder(raws)
         dead += decoded.dead
         for store_id, events in decoded.by_store.items():
             out = stores.setdefault(store_id, StoreState(store_id)).on_events(events, policy)

@@ -66,14 +66,14 @@ def test_the_decoder_tracks_each_partitions_progress_over_every_store() -> None:
     def sale(store: str, t: int, partition: int, offset: int) -> RawRecord:
         body = {"event_id": f"e{offset}", "event_time": t, "store_id": store, "sku": "A", "channel": "STORE",
                 "quantity": 1, "unit_price": 2.0}  # fmt: skip
-        return RawRecord("sales", partition, offset, None, JsonCodec().encode(body), t)
+        return RawRecord("Sale", "sales", partition, offset, None, JsonCodec().encode(body), t)
 
     codecs = {"Sale": JsonCodec()}
     batch = [sale("S1", now_ms - 5_000, 0, 1), sale("S2", now_ms - 1_000, 0, 2), sale("S1", now_ms - 3_000, 1, 3)]
-    assert Decoder(codecs, Policy()).__call__(("Sale", batch)).progress is None  # off by default
+    assert Decoder(codecs, Policy()).__call__(batch).progress is None  # off by default
     decoder = Decoder(codecs, Policy(detection=Detection(partition_progress=True)))
-    first = decoder(("Sale", batch))
+    first = decoder(batch)
     assert first.progress == {("sales", 0): now_ms - 1_000, ("sales", 1): now_ms - 3_000}  # any store's newest
-    ahead = decoder(("Sale", [sale("S3", now_ms + 3_600_000, 1, 4)]))  # a till clock an hour ahead
+    ahead = decoder([sale("S3", now_ms + 3_600_000, 1, 4)])  # a till clock an hour ahead
     assert ahead.progress is not None and now_ms - 3_000 < ahead.progress["sales", 1] <= int(time.time() * 1000)
     assert first.progress == {("sales", 0): now_ms - 1_000, ("sales", 1): now_ms - 3_000}  # a copy, kept as sent

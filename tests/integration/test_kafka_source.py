@@ -48,13 +48,15 @@ def test_partitions_are_read_once_in_step_and_a_held_one_pauses(
     )
     reader = source.build_part("in", "kafka", None)
     emitted: list[RawRecord] = []
+    spans = []  # event time each poll's batch covers
     for _ in range(100_000):
         try:
             batches = reader.next_batch()
         except StopIteration:
             break
-        for _kind, records in batches:
+        for records in batches:
             emitted += records
+            spans.append(max(r.timestamp for r in records) - min(r.timestamp for r in records))
     else:
         pytest.fail("the source did not reach the end of its partitions")
     reader.close()
@@ -70,5 +72,6 @@ def test_partitions_are_read_once_in_step_and_a_held_one_pauses(
         later = [x.timestamp for x in emitted[i + 1 :] if (x.source, x.partition) != (r.source, r.partition)]
         assert not later or r.timestamp <= min(later) + WINDOW_MS, (i, r)
     assert paused, "a partition held back by the alignment was paused"
+    assert max(spans) > 10 * WINDOW_MS, "a poll goes on past one window while the records are there"
     assert reader.snapshot() == {f"{sales}:0": 300, f"{sales}:1": 300, f"{inventory}:0": 30}
     assert sources.DONE.is_set()
