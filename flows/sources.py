@@ -197,7 +197,7 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
     adds none: the records stay in pass order, so each store still sees its partitions in step.
     """
 
-    PAUSE_AT = 20_000
+    PAUSE_AT = 2_000
     BATCH_RECORDS = 5_000
 
     def __init__(
