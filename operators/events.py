@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import TypeVar
 
 CHANNELS = ("STORE", "ONLINE", "PICKUP", "MARKETPLACE")
 COUNT_TYPES = ("SNAPSHOT", "CYCLE_COUNT", "SHELF_SCAN")
@@ -20,7 +22,21 @@ INVENTORY_TYPES = COUNT_TYPES + DELTA_TYPES
 ALERT_TYPES = ("DEMAND_SPIKE", "DEMAND_DROP", "STOCKOUT_RISK", "OUT_OF_STOCK", "PHANTOM_INVENTORY")
 HOUR_MS = 3_600_000
 
+T = TypeVar("T")
 
+
+def _pickled_by_fields(cls: type[T]) -> type[T]:
+    """Pickle instances of a frozen slots dataclass as the class and its fields' values.
+
+    Events cross processes (a cluster's stores) and sit in snapshots. The dataclass default restores
+    each field through ``object.__setattr__``: 7 µs per sale to pickle and 7 to load; this way 1.6 and 1.8.
+    """
+    values = attrgetter(*cls.__slots__)  # type: ignore[attr-defined]
+    cls.__reduce__ = lambda self: (cls, values(self))  # type: ignore[method-assign, assignment]
+    return cls
+
+
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a record was read: topic (or file), partition (-1 for files), offset (or line)."""
@@ -30,6 +46,7 @@ class Origin:
     offset: int
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Sale:
     """Units of one SKU sold in one store in one transaction."""
@@ -45,6 +62,7 @@ class Sale:
     origin: Origin | None = field(default=None, compare=False)
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class InventoryEvent:
     """A count of (``on_hand``) or a signed change to (``quantity``) the stock of one item."""
@@ -60,6 +78,7 @@ class InventoryEvent:
     origin: Origin | None = field(default=None, compare=False)
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ItemParams:
     """Master data of one item; ``None`` fields take the policy's defaults."""
