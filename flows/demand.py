@@ -2,9 +2,10 @@
 
 Shape::
 
-    batches [RawRecord]  -> decode+validate -> (store_id, [event]) -> store state
-                                     '-> dead letters                          |-> alerts, triggers, late
-                                                                               '-> Redis views
+    batches [RawRecord] -> by store (key) -> (store_id, [RawRecord]) -> decode+validate -> store state
+                                                                                             |-> alerts, triggers
+                                                                                             |-> dead letters
+                                                                                             '-> Redis views
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from demandsense.serde import Codec, JsonCodec, make_codec
 from demandsense.validate import read_event
 from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out
-from flows.sources import Batch, Control, ControlSource, FileBatchSource, KafkaBatchSource, marker_keys
+from flows.sources import Batch, Control, ControlSource, FileBatchSource, KafkaBatchSource, RawRecord, marker_keys
 from operators.events import Alert, DeadLetter, Event, ItemParams, Origin, Trigger
 from operators.policy import Policy
 from operators.store import StoreOut, StoreState
@@ -114,85 +115,109 @@ class FlowSettings:
     recovery: bool = False  # snapshots are kept (``--recovery-dir``); else Bytewax's snapshot calls cost nothing
 
 
-@dataclass(slots=True)
-class Decoded:
-    """A decoded batch: valid events grouped by store, dead letters, and a control marker if it was one.
-
-    ``newest`` is, per store, the newest Kafka timestamp (ms) of its records in the batch: the
-    start of the event-to-alert latency of whatever the batch makes the store emit. ``progress``
-    is, with ``Detection.partition_progress``, the newest event time read so far from each input
-    stream, of any store (see :class:`operators.store.StoreState`).
-    """
-
-    by_store: dict[str, list[Event]]
-    dead: list[DeadLetter]
-    newest: dict[str, int] = field(default_factory=dict)
-    control: Control | None = None
-    progress: dict[tuple[str, int], int] | None = None
-
-
 class Decoder:
-    """Decode and validate batches; every record ends as an event or a dead letter."""
+    """Decode and validate the records of one store; every record ends as an event or a dead letter."""
 
     def __init__(self, codecs: dict[str, Codec], policy: Policy) -> None:
         self._codecs = codecs
         self._max_quantity = policy.max_quantity
-        self._progress: dict[tuple[str, int], int] | None = {} if policy.detection.partition_progress else None
 
-    def __call__(self, item: Batch | Control) -> Decoded:
-        if isinstance(item, Control):
-            return Decoded({}, [], control=item)
-        codecs, cap, now_ms = self._codecs, self._max_quantity, int(time.time() * 1000)
-        out = Decoded({}, [])
-        by_store, newest = out.by_store, out.newest
+    def read(self, record: RawRecord, now_ms: int) -> Event | DeadLetter:
+        """One record as an event, or the dead letter saying why it is not one (not counted)."""
+        r = record
+        origin = Origin(r.source, r.partition, r.offset)
+        codec = self._codecs[r.kind]
+        return read_event(r.kind, r.value, codec, origin, key=r.key, now_ms=now_ms, max_quantity=self._max_quantity)
+
+    def __call__(self, store_id: str, records: list[RawRecord]) -> tuple[list[Event], list[DeadLetter]]:
+        """The events of ``records`` and their dead letters, counted in the metrics.
+
+        Each record was routed here by its key (:class:`Router`): one of another store is a dead letter.
+        """
+        now_ms = int(time.time() * 1000)
+        events: list[Event] = []
+        dead: list[DeadLetter] = []
         params: dict[str, int] = {}  # item params by topic: applied on arrival, so counted ok here
-        for r in item:
-            origin = Origin(r.source, r.partition, r.offset)
-            ev = read_event(r.kind, r.value, codecs[r.kind], origin, key=r.key, now_ms=now_ms, max_quantity=cap)
+        for r in records:
+            ev = self.read(r, now_ms)
+            if not isinstance(ev, DeadLetter) and ev.store_id != store_id:
+                ev = _misrouted(r, ev, store_id)
             if isinstance(ev, DeadLetter):
-                out.dead.append(ev)
+                dead.append(ev)
                 metrics.DEAD_LETTERS.labels(ev.stage, ev.reason).inc()
                 metrics.EVENTS_IN.labels(r.source, "dead_letter").inc()
                 continue
             if isinstance(ev, ItemParams):
                 params[r.source] = params.get(r.source, 0) + 1
-            by_store.setdefault(ev.store_id, []).append(ev)
-            if r.timestamp > newest.get(ev.store_id, 0):
-                newest[ev.store_id] = r.timestamp
+            events.append(ev)
         for source, n in params.items():
             metrics.EVENTS_IN.labels(source, "ok").inc(n)
-        if self._progress is not None and len(item) > sum(params.values()) + len(out.dead):
-            out.progress = self._moved(by_store, now_ms)
-        return out
+        return events, dead
 
-    def _moved(self, by_store: dict[str, list[Event]], now_ms: int) -> dict[tuple[str, int], int]:
-        """Each stream's newest event time so far, after this batch; a copy, as the stores get it later.
 
-        No further than the wall clock: a till clock far ahead must not move every store of its partition.
-        """
+def _misrouted(r: RawRecord, ev: Event, store_id: str) -> DeadLetter:
+    key = r.key.decode("utf-8", "replace") if r.key is not None else None
+    return DeadLetter(
+        r.source, r.partition, r.offset, key, r.value or b"",
+        f"{r.kind} {r.source}[{r.partition}]@{r.offset}: the key {key!r} does not name its store {ev.store_id!r} "
+        "(keys are store_id:sku)", "validate", "key_mismatch",
+    )  # fmt: skip
+
+
+Delivery = tuple[str, list[RawRecord], int, dict[tuple[str, int], int] | None]
+"""What a store receives from a batch: its id, its records, their newest Kafka timestamp (ms), and the progress of
+every input stream (with ``Detection.partition_progress``)."""
+
+
+class Router:
+    """Split each polled batch by store, so that each store decodes its own records (on whichever worker holds it).
+
+    A record's store is the part of its key before the first colon (keys are ``store_id:sku``). A
+    record without a key (files) is decoded here to find its store, and again at the store; one that
+    cannot be read goes to the store ``""``, where decoding makes it a dead letter. ``newest`` per
+    store is the newest Kafka timestamp of its records: the start of the event-to-alert latency.
+    With ``Detection.partition_progress`` each delivery also carries the newest timestamp read so
+    far from each input stream, of any store, no further than the wall clock (a till clock far
+    ahead must not move every store of its partition); producers stamp records with their event
+    time (see :class:`operators.store.StoreState`). A control marker goes to every worker.
+    """
+
+    def __init__(self, decoder: Decoder, policy: Policy, markers: list[str]) -> None:
+        self._decoder, self._markers = decoder, markers
+        self._progress: dict[tuple[str, int], int] | None = {} if policy.detection.partition_progress else None
+
+    def __call__(self, item: Batch | Control) -> list[tuple[str, Delivery | Control]]:
+        if isinstance(item, Control):
+            return [(k, item) for k in self._markers]
+        by_store: dict[str, list[RawRecord]] = {}
+        newest: dict[str, int] = {}
+        for r in item:
+            store = self._store_of(r)
+            by_store.setdefault(store, []).append(r)
+            if r.timestamp > newest.get(store, 0):
+                newest[store] = r.timestamp
+        progress = self._moved(item)
+        return [(store, (store, records, newest.get(store, 0), progress)) for store, records in by_store.items()]
+
+    def _store_of(self, r: RawRecord) -> str:
+        if r.key is not None:
+            store, colon, _ = r.key.partition(b":")
+            if colon:
+                return store.decode("utf-8", "replace")
+        ev = self._decoder.read(r, int(time.time() * 1000))
+        return "" if isinstance(ev, DeadLetter) else ev.store_id
+
+    def _moved(self, batch: Batch) -> dict[tuple[str, int], int] | None:
+        """Each stream's newest timestamp so far, after this batch; a copy, as the stores get it later."""
         progress = self._progress
-        assert progress is not None
-        for events in by_store.values():
-            for ev in events:
-                if not isinstance(ev, ItemParams) and ev.origin is not None:
-                    stream = (ev.origin.source, ev.origin.partition)
-                    progress[stream] = max(progress.get(stream, -1), min(ev.event_time, now_ms))
+        if progress is None:
+            return None
+        now_ms = int(time.time() * 1000)
+        for r in batch:
+            if r.kind != "ItemParams" and r.timestamp > 0:
+                stream = (r.source, r.partition)
+                progress[stream] = max(progress.get(stream, -1), min(r.timestamp, now_ms))
         return dict(progress)
-
-
-Delivery = tuple[list[Event], int, dict[tuple[str, int], int] | None]
-"""What a store receives from a batch: its events, their newest Kafka timestamp (ms), and the streams' progress."""
-
-
-def _by_store(markers: list[str]):
-    """(store_id, :data:`Delivery`) per store of a decoded batch; a control marker goes to every worker."""
-
-    def split(d: Decoded) -> list[tuple[str, Delivery | Control]]:
-        if d.control is not None:
-            return [(k, d.control) for k in markers]
-        return [(sid, (evs, d.newest.get(sid, 0), d.progress)) for sid, evs in d.by_store.items()]
-
-    return split
 
 
 class _ProcessGauges:
@@ -233,7 +258,7 @@ class Sensed:
 
     alerts: list[Alert]
     triggers: list[Trigger]
-    late: list[DeadLetter]
+    dead: list[DeadLetter]  # records that were not events, and late ones
     views: list[ItemView]
 
 
@@ -244,21 +269,23 @@ EVICTED_KEPT_MS = 365 * DAY_MS  # an evicted SKU that returns within this is cou
 class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
     """Bytewax glue around :class:`StoreState`: one per store; snapshots are pickled bytes.
 
-    The snapshot is ``(StoreState, evicted)``: ``evicted`` maps SKUs the store shed after a long
-    idle spell to when, so one that comes back is counted in ``demandsense_model_resets``. With
-    ``views``, the views of changed items go out at the :class:`ViewsPace`.
+    It decodes and validates the store's records with ``decoder``. The snapshot is ``(StoreState,
+    evicted)``: ``evicted`` maps SKUs the store shed after a long idle spell to when, so one that
+    comes back is counted in ``demandsense_model_resets``. With ``views``, the views of changed
+    items go out at the :class:`ViewsPace`.
     """
 
     def __init__(
         self,
         state: StoreState,
         policy: Policy,
+        decoder: Decoder,
         views: ViewsPace | None,
         evicted: dict[str, int] | None = None,
         *,
         recovery: bool = True,
     ) -> None:
-        self.state, self.policy, self.views, self.recovery = state, policy, views, recovery
+        self.state, self.policy, self.decoder, self.views, self.recovery = state, policy, decoder, views, recovery
         self.evicted = evicted if evicted is not None else {}
         self._sized = 0.0  # wall clock of the last state size measurement
         self._dirty: set[str] = set()  # items changed since their views last went out
@@ -268,18 +295,19 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
         if isinstance(value, Control):  # a marker key: note it in this process, keep no state
             (sources.STOP if value.kind == "stop" else sources.DONE).set()
             return [], StatefulLogic.DISCARD
-        events, newest_ms, progress = value
-        if not self.state.store_id:  # the builder does not see the key; the events carry it
-            self.state.store_id = events[0].store_id
+        store_id, records, newest_ms, progress = value
+        if not self.state.store_id:  # the builder does not see the key; the delivery carries it
+            self.state.store_id = store_id
+        events, dead = self.decoder(store_id, records)
         before = self._keys_if_evicting(events)
         out = self.state.on_events(events, self.policy, progress)
-        return [self._sensed(out, newest_ms, before)], StatefulLogic.RETAIN
+        return [self._sensed(out, newest_ms, before, dead)], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Sensed], bool]:
         if sources.STOP.is_set():  # shutting down, not the end of input: keep the buffer for the next run
             return [], StatefulLogic.RETAIN
         before = set(self.state.items)
-        return [self._sensed(self.state.flush(self.policy), 0, before, final=True)], StatefulLogic.RETAIN
+        return [self._sensed(self.state.flush(self.policy), 0, before, [], final=True)], StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         if not self.recovery:  # Bytewax asks at every epoch's end even without recovery: pickle nothing
@@ -300,7 +328,10 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
         newest = max((e.event_time for e in events if not isinstance(e, ItemParams)), default=0)
         return set(state.items) if newest >= -(-tick // DAY_MS) * DAY_MS else None
 
-    def _sensed(self, out: StoreOut, newest_ms: int, before: set[str] | None, *, final: bool = False) -> Sensed:
+    def _sensed(
+        self, out: StoreOut, newest_ms: int, before: set[str] | None, dead: list[DeadLetter], *, final: bool = False
+    ) -> Sensed:
+        """The batch's outputs, counted; ``dead``: its records that were not events (counted on decoding)."""
         now = time.time()
         for (source, outcome), n in out.counts.items():
             if source != "items":  # item params are counted on decoding, by topic
@@ -323,7 +354,7 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
         if now - self._sized > SIZE_EVERY_S:
             self._sized = now
             GAUGES.size(state.store_id, len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
-        return Sensed(out.alerts, out.triggers, out.late, self._views(out.changed, now, final))
+        return Sensed(out.alerts, out.triggers, dead + out.late, self._views(out.changed, now, final))
 
     def _views(self, changed: set[str], now: float, final: bool) -> list[ItemView]:
         """Views of the items changed since the last ones, when the pace says so (or at the end)."""
@@ -443,16 +474,15 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     batches = op.input("in", flow, source)  # [RawRecord] (or a Control marker)
     if markers:  # a cluster: the processes that read nothing can ask for a stop through the control input
         batches = op.merge("with_control", batches, op.input("control", flow, ControlSource(markers, io.workers)))
-    decoded = op.map("decode", batches, Decoder(codecs, policy))  # Decoded
-    dead = op.flat_map("dead_letters", decoded, lambda d: d.dead)  # DeadLetter
-    per_store = op.flat_map("by_store", decoded, _by_store(markers))  # (store_id, ([event], newest ms))
+    decoder = Decoder(codecs, policy)
+    per_store = op.flat_map("by_store", batches, Router(decoder, policy, markers))  # (store_id, Delivery)
     views = settings.views_pace if settings.redis is not None else None
-    keyed = op.stateful("sense", per_store, _builder_for(policy, views, settings.recovery))  # (store_id, Sensed)
+    logic = _builder_for(policy, decoder, views, settings.recovery)
+    keyed = op.stateful("sense", per_store, logic)  # (store_id, Sensed): each store decodes its own records
     sensed = op.map("unkey", keyed, lambda kv: kv[1])  # Sensed
     alerts = op.flat_map("alerts", sensed, lambda s: s.alerts)  # Alert
     triggers = op.flat_map("triggers", sensed, lambda s: s.triggers)  # Trigger
-    late = op.flat_map("late", sensed, lambda s: s.late)  # DeadLetter (LATE)
-    dead_all = op.merge("all_dead", dead, late)  # DeadLetter
+    dead_all = op.flat_map("dead_letters", sensed, lambda s: s.dead)  # DeadLetter
 
     if isinstance(io, KafkaIO):
         out: op.Stream[Out] = op.merge("out", alerts, triggers, dead_all)
@@ -480,15 +510,15 @@ def align_window_s(policy: Policy) -> float:
     return max(1.0, min(600.0, policy.detection.stream_idle_s / 2))
 
 
-def _builder_for(policy: Policy, views: ViewsPace | None, recovery: bool):
+def _builder_for(policy: Policy, decoder: Decoder, views: ViewsPace | None, recovery: bool):
     """Builder of each store's logic: resumes from its pickled snapshot, or starts empty."""
 
     def build(resume: bytes | None) -> SenseLogic:
         if not resume:
-            return SenseLogic(StoreState(""), policy, views, recovery=recovery)
+            return SenseLogic(StoreState(""), policy, decoder, views, recovery=recovery)
         state = pickle.loads(resume)
         if isinstance(state, StoreState):  # snapshots before the evicted map
-            return SenseLogic(state, policy, views, recovery=recovery)
-        return SenseLogic(state[0], policy, views, state[1], recovery=recovery)
+            return SenseLogic(state, policy, decoder, views, recovery=recovery)
+        return SenseLogic(state[0], policy, decoder, views, state[1], recovery=recovery)
 
     return build

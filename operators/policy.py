@@ -18,7 +18,7 @@ class Detection:
 
     allowed_lateness_s: float = 300.0  # events this far behind the newest are reordered; later is LATE
     stream_idle_s: float = 120.0  # an input stream quiet this long no longer holds a store's clock back
-    partition_progress: bool = False  # a partition's newest event time, of any store, moves every store's clock
+    partition_progress: bool = False  # a partition's newest record timestamp, of any store, moves every store's clock
     tick_minutes: float = 15.0  # cadence of time-driven checks (drops, phantom, stockout) in event time
     dedup_horizon_s: float = 3_600.0  # event ids remembered past the watermark, for duplicates
     spike_ratio: float = 3.0  # CUSUM tuned to detect this multiple of the expected rate

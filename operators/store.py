@@ -14,7 +14,8 @@ wrong till clock) does not move the stream's clock until a second record confirm
 Repeated ``event_id``s are dropped and counted.
 
 With ``Detection.partition_progress``, each batch also brings the newest event time read from
-each input partition, of any store: for live feeds whose partitions are in event-time order, a
+each input partition, of any store (its records' Kafka timestamps, which producers set to the
+event time): for live feeds whose partitions are in event-time order, a
 partition that carried an event of the store then no longer holds its clock back until it carries
 a later one *of the same store* (a store's sparse inventory feed), only until it has moved on.
 """

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from demandsense.serde import AvroCodec, JsonCodec
 from demandsense.simulate import SimConfig, generate
-from flows.demand import Decoder
+from flows.demand import Decoder, Router
 from flows.sources import RawRecord
 from operators.policy import Policy
 from operators.store import StoreState
@@ -56,32 +56,35 @@ def test_every_record_is_accounted_for_and_nothing_valid_is_lost() -> None:
     sim = generate(SimConfig(stores=3, skus=150, days=4, seed=9, duplicate_rate=0, disorder_rate=0, late_rate=0))
     avro = AvroCodec("Sale")
     sales = list(sim.sales)
-    arrivals: list[tuple[float, bytes]] = []  # (arrival time, bytes)
+    arrivals: list[tuple[float, bytes | None, bytes]] = []  # (arrival time, Kafka key, value)
     valid_ids: set[str] = set()
     poison = 0
     for sale in sales:
-        t = sale["event_time"]
-        if rng.random() < 0.05:
-            arrivals.append((t, _poison(rng, sale, avro)))
+        t, key = sale["event_time"], f"{sale['store_id']}:{sale['sku']}".encode()
+        if rng.random() < 0.05:  # a third of the poison comes without a key
+            arrivals.append((t, rng.choice([key, key, None]), _poison(rng, sale, avro)))
             poison += 1
             continue
         delay = rng.uniform(0, 120_000) if rng.random() < 0.05 else 0  # 5% arrive up to 2 minutes late
-        arrivals.append((t + delay, avro.encode(sale)))
+        arrivals.append((t + delay, key, avro.encode(sale)))
         valid_ids.add(sale["event_id"])
         if rng.random() < 0.10:  # 10% are sent twice, the copy up to a minute later
-            arrivals.append((t + delay + rng.uniform(0, 60_000), avro.encode(sale)))
-    stream = [v for _, v in sorted(arrivals, key=lambda a: a[0])]
+            arrivals.append((t + delay + rng.uniform(0, 60_000), key, avro.encode(sale)))
+    stream = [(k, v) for _, k, v in sorted(arrivals, key=lambda a: a[0])]
 
     dead_before = _sample("demandsense_events_in_total", topic=TOPIC, outcome="dead_letter")
-    decoder, policy = Decoder({"Sale": avro}, Policy()), Policy()
+    policy = Policy()
+    decoder = Decoder({"Sale": avro}, policy)
+    router = Router(decoder, policy, [])
     stores: dict[str, StoreState] = {}
     counts: Counter[str] = Counter()
     dead = []
     for start in range(0, len(stream), 1000):
-        raws = [RawRecord("Sale", TOPIC, 0, start + i, None, v, 0) for i, v in enumerate(stream[start : start + 1000])]
-        decoded = decoder(raws)
-        dead += decoded.dead
-        for store_id, events in decoded.by_store.items():
+        part = stream[start : start + 1000]
+        raws = [RawRecord("Sale", TOPIC, 0, start + i, k, v, 0) for i, (k, v) in enumerate(part)]
+        for store_id, (_, records, _, _) in router(raws):
+            events, bad = decoder(store_id, records)
+            dead += bad
             out = stores.setdefault(store_id, StoreState(store_id)).on_events(events, policy)
             counts.update({outcome: n for (_, outcome), n in out.counts.items()})
             dead += out.late

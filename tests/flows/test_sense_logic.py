@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import time
 
-from flows.demand import CATCHING_UP_LAG_S, SenseLogic, ViewsPace, _builder_for
-from operators.policy import Policy
+from demandsense.serde import JsonCodec
+from flows.demand import CATCHING_UP_LAG_S, KINDS, Decoder, Delivery, Router, SenseLogic, ViewsPace, _builder_for
+from flows.sources import RawRecord
+from operators.events import Event
+from operators.policy import Detection, Policy
 from operators.store import StoreState
 from tests.operators import T0, Stream, flat
 
 HOUR_MS = 3_600_000
+JSON = Decoder({k: JsonCodec() for k in KINDS}, Policy())
+
+
+def _records(events: list[Event]) -> list[RawRecord]:
+    """The events as Kafka would carry them: JSON values keyed store_id:sku."""
+    return [
+        RawRecord(type(e).__name__, "sales", 0, i, f"{e.store_id}:{e.sku}".encode(),
+                  JsonCodec().encode({f: getattr(e, f) for f in type(e).__slots__ if f != "origin"}), 0)
+        for i, e in enumerate(events)
+    ]  # fmt: skip
+
+
+def _delivery(events: list[Event], store: str = "S1") -> Delivery:
+    return store, _records(events), 0, None
 
 
 def test_live_and_catching_up_intervals() -> None:
@@ -25,10 +42,10 @@ def test_changed_items_are_viewed_once_per_interval_and_all_at_the_end() -> None
     s.sales(["C"], T0 + 10 * HOUR_MS, T0 + 11 * HOUR_MS, flat(10))
     events = s.ordered()
     first = [e for e in events if e.sku != "C"]
-    logic = SenseLogic(StoreState(""), Policy(), ViewsPace(live_s=3600, catching_up_s=3600))
-    (out,), _ = logic.on_item((first, 0, None))
+    logic = SenseLogic(StoreState(""), Policy(), JSON, ViewsPace(live_s=3600, catching_up_s=3600))
+    (out,), _ = logic.on_item(_delivery(first))
     assert {v.sku for v in out.views} == {"A", "B"}  # the first batch goes out at once
-    (out,), _ = logic.on_item(([e for e in events if e.sku == "C"], 0, None))
+    (out,), _ = logic.on_item(_delivery([e for e in events if e.sku == "C"]))
     assert out.views == []  # within the interval: held back
     (out,), _ = logic.on_eof()  # the end of input applies what the watermark held and flushes every change
     skus = [v.sku for v in out.views]
@@ -39,41 +56,64 @@ def test_changed_items_are_viewed_once_per_interval_and_all_at_the_end() -> None
 def test_no_views_without_redis() -> None:
     s = Stream(seed=1)
     s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
-    (out,), _ = SenseLogic(StoreState(""), Policy(), None).on_item((s.ordered(), 0, None))
+    (out,), _ = SenseLogic(StoreState(""), Policy(), JSON, None).on_item(_delivery(s.ordered()))
     assert out.views == []
 
 
 def test_snapshots_are_free_without_recovery_and_resume_with_it() -> None:
     s = Stream(seed=1)
     s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
-    without = SenseLogic(StoreState(""), Policy(), None, recovery=False)
-    without.on_item((s.ordered(), 0, None))
+    without = SenseLogic(StoreState(""), Policy(), JSON, None, recovery=False)
+    without.on_item(_delivery(s.ordered()))
     assert without.snapshot() == b""  # Bytewax asks for it every epoch even without recovery
-    kept = SenseLogic(StoreState(""), Policy(), None)
-    kept.on_item((s.ordered(), 0, None))
-    resumed = _builder_for(Policy(), None, True)(kept.snapshot())
+    kept = SenseLogic(StoreState(""), Policy(), JSON, None)
+    kept.on_item(_delivery(s.ordered()))
+    resumed = _builder_for(Policy(), JSON, None, True)(kept.snapshot())
     assert resumed.state.items["A"].n_sales == kept.state.items["A"].n_sales > 0
 
 
-def test_the_decoder_tracks_each_partitions_progress_over_every_store() -> None:
-    from demandsense.serde import JsonCodec
-    from flows.demand import Decoder
-    from flows.sources import RawRecord
-    from operators.policy import Detection
+def test_each_store_decodes_its_records_and_one_keyed_to_another_store_is_a_dead_letter() -> None:
+    s = Stream(seed=1)
+    s.sales(["A", "B"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
+    records = _records(s.ordered())
+    garbage = records[1]._replace(value=b"{not json")
+    s1 = SenseLogic(StoreState(""), Policy(), JSON, None)
+    (out,), _ = s1.on_item(("S1", [records[0], garbage, *records[2:]], 0, None))
+    assert [(d.reason, d.key) for d in out.dead] == [("malformed", "S1:B")]
+    assert len(s1.state.seen) == len(records) - 1  # every other record became an event of the store
+    wrong = records[0]._replace(key=b"S2:A")  # a producer keyed a record of S1 to S2: the router sends it there
+    (out,), _ = SenseLogic(StoreState(""), Policy(), JSON, None).on_item(("S2", [wrong], 0, None))
+    assert [(d.reason, d.key, d.stage) for d in out.dead] == [("key_mismatch", "S2:A", "validate")]
+    assert "does not name its store 'S1'" in out.dead[0].error
 
+
+def test_the_router_splits_by_key_and_decodes_only_records_without_one() -> None:
+    s = Stream(seed=1)
+    s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
+    keyed = _records(s.ordered())[:3]
+    keyless = keyed[0]._replace(key=None, offset=10)
+    unreadable = keyed[0]._replace(key=None, value=b"\xff", offset=11)
+    odd_key = keyed[1]._replace(key=b"S2:A")  # routed by its key; its store finds out
+    routed = dict(Router(JSON, Policy(), [])([*keyed, keyless, unreadable, odd_key]))
+    assert set(routed) == {"S1", "S2", ""}
+    assert [r.offset for r in routed["S1"][1]] == [0, 1, 2, 10]  # in read order, the keyless one by its value
+    assert routed[""][1] == [unreadable] and routed["S2"][1] == [odd_key]
+
+
+def test_the_router_tracks_each_partitions_progress_over_every_store() -> None:
     now_ms = int(time.time() * 1000)
 
     def sale(store: str, t: int, partition: int, offset: int) -> RawRecord:
         body = {"event_id": f"e{offset}", "event_time": t, "store_id": store, "sku": "A", "channel": "STORE",
                 "quantity": 1, "unit_price": 2.0}  # fmt: skip
-        return RawRecord("Sale", "sales", partition, offset, None, JsonCodec().encode(body), t)
+        return RawRecord("Sale", "sales", partition, offset, f"{store}:A".encode(), JsonCodec().encode(body), t)
 
-    codecs = {"Sale": JsonCodec()}
     batch = [sale("S1", now_ms - 5_000, 0, 1), sale("S2", now_ms - 1_000, 0, 2), sale("S1", now_ms - 3_000, 1, 3)]
-    assert Decoder(codecs, Policy()).__call__(batch).progress is None  # off by default
-    decoder = Decoder(codecs, Policy(detection=Detection(partition_progress=True)))
-    first = decoder(batch)
-    assert first.progress == {("sales", 0): now_ms - 1_000, ("sales", 1): now_ms - 3_000}  # any store's newest
-    ahead = decoder([sale("S3", now_ms + 3_600_000, 1, 4)])  # a till clock an hour ahead
-    assert ahead.progress is not None and now_ms - 3_000 < ahead.progress["sales", 1] <= int(time.time() * 1000)
-    assert first.progress == {("sales", 0): now_ms - 1_000, ("sales", 1): now_ms - 3_000}  # a copy, kept as sent
+    assert all(d[3] is None for _, d in Router(JSON, Policy(), [])(batch))  # off by default
+    router = Router(JSON, Policy(detection=Detection(partition_progress=True)), [])
+    first = router(batch)
+    progress = {("sales", 0): now_ms - 1_000, ("sales", 1): now_ms - 3_000}  # any store's newest
+    assert [d[3] for _, d in first] == [progress, progress]
+    ((_, ahead),) = router([sale("S3", now_ms + 3_600_000, 1, 4)])  # a till clock an hour ahead
+    assert ahead[3] is not None and now_ms - 3_000 < ahead[3]["sales", 1] <= int(time.time() * 1000)
+    assert first[0][1][3] == progress  # a copy, kept as sent
