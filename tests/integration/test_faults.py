@@ -109,7 +109,7 @@ def test_broker_killed_and_restarted_mid_stream_loses_nothing(
     outputs, port, log = new_outputs(stream.bootstrap), free_port(), tmp_path / "run.log"
     proc = start([*run_args(stream, outputs, "--exit-at-end", "--metrics-port", port, "--log-format", "json")], log)
     try:
-        seen = wait_processed(port, 0.3, stream, proc, log)
+        seen = wait_processed(port, 0.3 * sum(stream.produced.values()), proc, log)
         assert total(seen, "demandsense_events_in_total") < sum(stream.produced.values()), "killed mid-stream"
         running.kill()
         time.sleep(3)  # down for three delivery timeouts

@@ -18,8 +18,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from demandsense.embedded import create_topics, delete_topics, free_port
 from demandsense.serde import AvroCodec
-from demandsense.simulate import SimConfig, generate, produce
+from demandsense.simulate import Records, SimConfig, Simulation, generate, produce
 from tests.integration.test_kafka_roundtrip import POISON, consume_all
 from tests.integration.test_kafka_roundtrip import produce as produce_raw
 
@@ -57,6 +57,7 @@ class Stream:
     inputs: dict[str, str]  # sales, inventory, items -> topic
     produced: dict[str, int]  # topic -> records
     reference: Outputs
+    sim: Simulation
 
 
 def new_outputs(bootstrap: str) -> dict[str, str]:
@@ -152,17 +153,75 @@ def wait_for(what: str, check, timeout: float = 60, proc: subprocess.Popen | Non
     raise AssertionError(f"timed out waiting for {what}: {log and log.read_text()[-3000:]}")
 
 
-def wait_processed(port: int, fraction: float, stream: Stream, proc, log) -> dict:
-    """Wait until the run at metrics ``port`` counted ``fraction`` of the input and raised some alerts."""
-    want = fraction * sum(stream.produced.values())
+def wait_processed(port: int, records: float, proc, log) -> dict:
+    """Wait until the run at metrics ``port`` counted ``records`` input records and raised some alerts."""
 
     def check():
         m = scrape(port)
         return (
-            m if total(m, "demandsense_events_in_total") >= want and total(m, "demandsense_alerts_out_total") else None
+            m
+            if total(m, "demandsense_events_in_total") >= records and total(m, "demandsense_alerts_out_total")
+            else None
         )
 
-    return wait_for(f"{fraction:.0%} of the input processed", check, proc=proc, log=log)
+    return wait_for(f"{records:,.0f} input records processed", check, proc=proc, log=log)
+
+
+def wait_snapshots(recovery: Path, n: int, proc, log) -> None:
+    """Wait until the run's recovery store committed ``n`` more epochs than it had when called."""
+
+    def committed() -> int:
+        epochs = [-1]
+        for db in recovery.glob("*.sqlite3"):
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+                epochs.append(con.execute("SELECT COALESCE(MAX(commit_epoch), -1) FROM commits").fetchone()[0])
+        return min(epochs[1:] or epochs)
+
+    start_epoch = committed()
+    wait_for(f"{n} snapshots", lambda: committed() >= start_epoch + n, proc=proc, log=log)
+
+
+@dataclass
+class Paused:
+    """A copy of a stream on fresh topics, produced up to the middle of its time span.
+
+    ``first`` records are on the topics; ``rest()`` produces the remainder (the poison record
+    included), so a run started on it is mid-stream for as long as a test needs. ``stream``
+    counts the whole copy, and its reference is the original's with dead letters on the new topics.
+    """
+
+    stream: Stream
+    first: int
+    rest: Callable[[], None]
+
+
+def paused_copy(stream: Stream, prefix: str = "pytest_paused") -> Paused:
+    """``stream``'s records on new topics, the first half (in arrival time) produced, the rest on demand."""
+    sim, tag = stream.sim, uuid.uuid4().hex[:8]
+    inputs = {k: f"{prefix}_{k}_{tag}" for k in stream.inputs}
+    create_topics(stream.bootstrap, [inputs["sales"], inputs["inventory"]], INPUT_PARTITIONS)
+    create_topics(stream.bootstrap, [inputs["items"]], 1)
+    rows = sim.sales.rows + sim.inventory.rows
+    middle = (min(r[0] for r in rows) + max(r[0] for r in rows)) // 2
+
+    def part(records: Records, late: bool) -> Records:
+        return Records(records.fields, [r for r in records.rows if (r[0] >= middle) == late], records.id_prefix)
+
+    def half(late: bool) -> Simulation:
+        items = [] if late else sim.items
+        return replace(sim, sales=part(sim.sales, late), inventory=part(sim.inventory, late), items=items)
+
+    first = sum(produce(half(False), stream.bootstrap, fmt="avro", topics=inputs).values())
+
+    def rest() -> None:
+        produce(half(True), stream.bootstrap, fmt="avro", topics=inputs)
+        produce_raw(stream.bootstrap, inputs["sales"], [(b"S001:POISON", POISON, None)])
+
+    renamed = {old: inputs[k] for k, old in stream.inputs.items()}
+    ref = stream.reference
+    reference = Outputs(ref.alerts, ref.triggers, [(renamed[t], p, o) for t, p, o in ref.dead])
+    produced = {renamed[t]: n for t, n in stream.produced.items()}
+    return Paused(Stream(stream.bootstrap, inputs, produced, reference, sim), first, rest)
 
 
 def simulated_stream(bootstrap: str, config: SimConfig, prefix: str, log: Path) -> tuple[Stream, dict[str, str]]:
@@ -176,7 +235,7 @@ def simulated_stream(bootstrap: str, config: SimConfig, prefix: str, log: Path) 
     produced = produce(sim, bootstrap, fmt="avro", topics=inputs)
     produce_raw(bootstrap, inputs["sales"], [(b"S001:POISON", POISON, None)])
     produced[inputs["sales"]] += 1
-    s = Stream(bootstrap, inputs, produced, Outputs([], [], []))
+    s = Stream(bootstrap, inputs, produced, Outputs([], [], []), sim)
     outputs = new_outputs(bootstrap)
     finish(start(run_args(s, outputs, "--exit-at-end", "--metrics-port", "0"), log), log)
     s.reference = read_outputs(bootstrap, outputs)
@@ -205,22 +264,22 @@ def assert_covers_reference(got: Outputs, reference: Outputs) -> None:
 
 
 def test_sigkill_mid_stream_then_resume_loses_nothing(stream: Stream, tmp_path: Path) -> None:
-    outputs, recovery, port = new_outputs(stream.bootstrap), tmp_path / "recovery", free_port()
+    paused = paused_copy(stream)
+    s, outputs, recovery, port = paused.stream, new_outputs(stream.bootstrap), tmp_path / "recovery", free_port()
     log = tmp_path / "run.log"
-    args = run_args(stream, outputs, "--recovery-dir", recovery, "--snapshot-interval", "0.5")
+    args = run_args(s, outputs, "--recovery-dir", recovery, "--snapshot-interval", "0.5")
     proc = start([*args, "--metrics-port", str(port)], log)
-    seen = wait_processed(port, 0.3, stream, proc, log)
-    time.sleep(0.6)  # a snapshot (every 0.5 s) after alerts appeared, well before the end
-    assert proc.poll() is None
+    wait_processed(port, paused.first, proc, log)
+    wait_snapshots(recovery, 2, proc, log)  # taken after the first half was read
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = read_outputs(stream.bootstrap, outputs)
-    assert 0 < len(before.alerts) < len(stream.reference.alerts), "killed mid-stream"
-    assert total(seen, "demandsense_events_in_total") < sum(stream.produced.values())
+    before = read_outputs(s.bootstrap, outputs)
+    assert 0 < len(before.alerts) < len(s.reference.alerts), "killed mid-stream"
 
+    paused.rest()
     finish(start([*args, "--exit-at-end", "--metrics-port", "0"], log), log)
-    after = read_outputs(stream.bootstrap, outputs)
-    assert_covers_reference(after, stream.reference)
+    after = read_outputs(s.bootstrap, outputs)
+    assert_covers_reference(after, s.reference)
     # resumed from a snapshot, not from the beginning: fewer repeats than a full second run
     repeats = len(after.alerts) - len(set(after.alerts))
     assert repeats < len(before.alerts), (repeats, len(before.alerts))
@@ -228,11 +287,12 @@ def test_sigkill_mid_stream_then_resume_loses_nothing(stream: Stream, tmp_path: 
 
 
 def test_sigterm_stops_cleanly_and_resumes_without_repeats(stream: Stream, tmp_path: Path) -> None:
-    outputs, recovery, port = new_outputs(stream.bootstrap), tmp_path / "recovery", free_port()
+    paused = paused_copy(stream)
+    s, outputs, recovery, port = paused.stream, new_outputs(stream.bootstrap), tmp_path / "recovery", free_port()
     log = tmp_path / "run.log"
-    args = run_args(stream, outputs, "--recovery-dir", recovery, "--snapshot-interval", "0.5", "--log-format", "json")
+    args = run_args(s, outputs, "--recovery-dir", recovery, "--snapshot-interval", "0.5", "--log-format", "json")
     proc = start([*args, "--metrics-port", str(port)], log)
-    wait_processed(port, 0.4, stream, proc, log)
+    wait_processed(port, paused.first, proc, log)
     proc.send_signal(signal.SIGTERM)
     t0 = time.monotonic()
     finish(proc, log, timeout=15)
@@ -240,15 +300,16 @@ def test_sigterm_stops_cleanly_and_resumes_without_repeats(stream: Stream, tmp_p
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     stopped = [r for r in lines if r["message"] == "flow stopped"]
     assert stopped and stopped[-1]["level"] == "INFO", lines[-5:]
-    before = read_outputs(stream.bootstrap, outputs)
+    before = read_outputs(s.bootstrap, outputs)
     # everything the flow emitted before stopping was delivered (producers flushed)
     assert len(before.alerts) == stopped[-1]["alerts_out"] > 0
     assert len(before.triggers) == stopped[-1]["triggers_out"]
-    assert len(before.alerts) < len(stream.reference.alerts), "stopped mid-stream"
+    assert len(before.alerts) < len(s.reference.alerts), "stopped mid-stream"
 
+    paused.rest()
     finish(start([*args, "--exit-at-end", "--metrics-port", "0"], log), log)
-    after = read_outputs(stream.bootstrap, outputs)
-    assert_covers_reference(after, stream.reference)
+    after = read_outputs(s.bootstrap, outputs)
+    assert_covers_reference(after, s.reference)
     # the final snapshot was taken at the stop: nothing is emitted twice
     assert Counter(after.alerts).most_common(1)[0][1] == 1
     assert len(after.triggers) == len(set(after.triggers))
