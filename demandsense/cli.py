@@ -111,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="embedded broker, Redis and simulator; prints alerts live")
     demo.add_argument("--duration", type=_positive_float, default=90.0, help="seconds to run (90)")
-    demo.add_argument("--stores", type=_positive_int, default=3, help="(3)")
-    demo.add_argument("--skus", type=_positive_int, default=150, help="(150)")
+    demo.add_argument("--stores", type=_positive_int, default=3, help="simulated stores (3)")
+    demo.add_argument("--skus", type=_positive_int, default=150, help="simulated SKUs per store (150)")
     demo.add_argument("--days", type=_positive_float, default=4.0, help="simulated days to stream (4)")
-    demo.add_argument("--seed", type=int, default=7, help="(7)")
+    demo.add_argument("--seed", type=int, default=7, help="simulator seed: the same seed, the same stream (7)")
 
     run = sub.add_parser("run", help="the production job: Kafka in, alerts and triggers out")
     _add_kafka(run, required=True)
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("ADDRESSES"),
         help="host:port;host:port of every process of a cluster, in process-id order (env DEMANDSENSE_ADDRESSES)",
     )
-    run.add_argument("--group-id", default=env("GROUP_ID", "demandsense"), help="(demandsense)")
+    run.add_argument("--group-id", default=env("GROUP_ID", "demandsense"), help="Kafka consumer group id (demandsense)")
     run.add_argument(
         "--from-beginning",
         action="store_true",
@@ -170,27 +170,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--print-alerts", action="store_true", help="also print alerts on stdout")
 
     replay = sub.add_parser("replay", help="the same dataflow over JSONL files, in event time")
-    replay.add_argument("--sales", type=_existing_file, required=True)
-    replay.add_argument("--inventory", type=_existing_file)
-    replay.add_argument("--items", type=_existing_file)
-    replay.add_argument("--alerts-out", type=Path, required=True)
-    replay.add_argument("--triggers-out", type=Path)
-    replay.add_argument("--dead-letter-out", type=Path)
-    replay.add_argument("--policy", type=_existing_file, default=env("POLICY"))
+    replay.add_argument("--sales", type=_existing_file, required=True, help="Sale records, one JSON per line")
+    replay.add_argument("--inventory", type=_existing_file, help="InventoryEvent records, one JSON per line")
+    replay.add_argument("--items", type=_existing_file, help="ItemParams records, one JSON per line")
+    replay.add_argument("--alerts-out", type=Path, required=True, help="JSONL file for the alerts")
+    replay.add_argument("--triggers-out", type=Path, help="JSONL file for the replenishment triggers")
+    replay.add_argument("--dead-letter-out", type=Path, help="JSONL file for the dead letters")
+    replay.add_argument(
+        "--policy", type=_existing_file, default=env("POLICY"), help="policy TOML (env DEMANDSENSE_POLICY)"
+    )
     _add_redis(replay)
 
     sim = sub.add_parser("simulate", help="realistic synthetic retail streams with ground-truth labels")
     sim.add_argument("--out", type=Path, help="directory for JSONL files")
-    sim.add_argument("--bootstrap-servers", default=env("BOOTSTRAP_SERVERS"), metavar="HOST:PORT")
+    sim.add_argument(
+        "--bootstrap-servers",
+        default=env("BOOTSTRAP_SERVERS"),
+        metavar="HOST:PORT",
+        help="produce to Kafka instead (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
+    )
     sim.add_argument("--format", choices=("avro", "json"), default="avro", help="Kafka wire format (avro)")
-    sim.add_argument("--stores", type=_positive_int, default=5)
-    sim.add_argument("--skus", type=_positive_int, default=200)
-    sim.add_argument("--days", type=_positive_float, default=7.0)
-    sim.add_argument("--seed", type=int, default=42)
+    sim.add_argument("--stores", type=_positive_int, default=5, help="stores (5)")
+    sim.add_argument("--skus", type=_positive_int, default=200, help="SKUs per store (200)")
+    sim.add_argument("--days", type=_positive_float, default=7.0, help="days of event time (7)")
+    sim.add_argument("--seed", type=int, default=42, help="the same seed gives the same streams (42)")
 
     tail = sub.add_parser("tail", help="print a topic's records as JSON lines (a plain consumer)")
     tail.add_argument(
-        "--bootstrap-servers", default=env("BOOTSTRAP_SERVERS"), required=env("BOOTSTRAP_SERVERS") is None
+        "--bootstrap-servers",
+        default=env("BOOTSTRAP_SERVERS"),
+        required=env("BOOTSTRAP_SERVERS") is None,
+        metavar="HOST:PORT",
+        help="Kafka to read from (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
     )
     tail.add_argument("--topic", default="retail.demand-alerts.v1", help="(%(default)s)")
     tail.add_argument("--format", choices=("avro", "json"), default=env("FORMAT", "avro"), help="(avro)")
@@ -199,16 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
 
     top = sub.add_parser("top", help="top risks from Redis")
-    top.add_argument("--store")
-    top.add_argument("-n", type=_positive_int, default=20)
+    top.add_argument("--store", help="one store's top risks (else every store's)")
+    top.add_argument("-n", type=_positive_int, default=20, help="rows per store (20)")
     _add_redis(top)
     show = sub.add_parser("show", help="one item's live view from Redis")
-    show.add_argument("store")
-    show.add_argument("sku")
+    show.add_argument("store", help="store id, e.g. S001")
+    show.add_argument("sku", help="SKU as in the events")
     _add_redis(show)
     view = sub.add_parser("view", help="a live web page of top risks and alerts, read from Redis")
-    view.add_argument("--port", type=int, default=8050)
-    view.add_argument("--host", default="127.0.0.1")
+    view.add_argument("--port", type=int, default=8050, help="HTTP port (8050)")
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     _add_redis(view)
     return parser
 

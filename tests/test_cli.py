@@ -64,6 +64,21 @@ def test_help_lists_every_command() -> None:
         assert command in run.stdout
 
 
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    import argparse
+
+    from demandsense.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    bare = [
+        f"{name} {action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if not action.help and action.dest != "help"
+    ]
+    assert not bare, f"arguments without a help line: {bare}"
+
+
 def test_simulate_writes_a_week_of_five_stores(tmp_path: Path) -> None:
     run = _cli("simulate", "--out", tmp_path, "--stores", "5", "--skus", "200", "--days", "7")
     assert run.returncode == 0, run.stderr
