@@ -67,6 +67,15 @@ def new_outputs(bootstrap: str) -> dict[str, str]:
     return names
 
 
+def new_inputs(bootstrap: str, prefix: str) -> dict[str, str]:
+    """Fresh input topics ``<prefix>_<kind>_<tag>``: sales and inventory multi-partition, items one partition."""
+    tag = uuid.uuid4().hex[:8]
+    inputs = {k: f"{prefix}_{k}_{tag}" for k in ("sales", "inventory", "items")}
+    create_topics(bootstrap, [inputs["sales"], inputs["inventory"]], INPUT_PARTITIONS)
+    create_topics(bootstrap, [inputs["items"]], 1)
+    return inputs
+
+
 def run_args(stream: Stream, outputs: dict[str, str], *extra: str | Path) -> list[str]:
     """The command line of `demandsense run` over the session stream, writing to ``outputs``."""
     return [
@@ -197,10 +206,7 @@ class Paused:
 
 def paused_copy(stream: Stream, prefix: str = "pytest_paused") -> Paused:
     """``stream``'s records on new topics, the first half (in arrival time) produced, the rest on demand."""
-    sim, tag = stream.sim, uuid.uuid4().hex[:8]
-    inputs = {k: f"{prefix}_{k}_{tag}" for k in stream.inputs}
-    create_topics(stream.bootstrap, [inputs["sales"], inputs["inventory"]], INPUT_PARTITIONS)
-    create_topics(stream.bootstrap, [inputs["items"]], 1)
+    sim, inputs = stream.sim, new_inputs(stream.bootstrap, prefix)
     rows = sim.sales.rows + sim.inventory.rows
     middle = (min(r[0] for r in rows) + max(r[0] for r in rows)) // 2
 
@@ -227,11 +233,7 @@ def paused_copy(stream: Stream, prefix: str = "pytest_paused") -> Paused:
 def simulated_stream(bootstrap: str, config: SimConfig, prefix: str, log: Path) -> tuple[Stream, dict[str, str]]:
     """``config`` simulated as Avro on multi-partition topics ``<prefix>_<kind>_<tag>`` with a poison record,
     and an uninterrupted reference run's outputs; also the reference run's output topics."""
-    sim = generate(config)
-    tag = uuid.uuid4().hex[:8]
-    inputs = {k: f"{prefix}_{k}_{tag}" for k in ("sales", "inventory", "items")}
-    create_topics(bootstrap, [inputs["sales"], inputs["inventory"]], INPUT_PARTITIONS)
-    create_topics(bootstrap, [inputs["items"]], 1)
+    sim, inputs = generate(config), new_inputs(bootstrap, prefix)
     produced = produce(sim, bootstrap, fmt="avro", topics=inputs)
     produce_raw(bootstrap, inputs["sales"], [(b"S001:POISON", POISON, None)])
     produced[inputs["sales"]] += 1
