@@ -59,6 +59,7 @@ def _assert_exactly_reference(stream: Stream, outputs: dict[str, str]) -> None:
     assert_covers_reference(got, stream.reference)
     assert Counter(got.alerts).most_common(1)[0][1] == 1, "each alert once"
     assert len(got.triggers) == len(set(got.triggers))
+    assert sorted(got.dead) == sorted(stream.reference.dead), "each bad record dead-lettered once"
 
 
 def _run_cluster(cmds: list[list[str]], logs: list[Path]) -> None:
