@@ -14,6 +14,7 @@ from operators.events import HOUR_MS
 HOURS_PER_WEEK = 168
 WEEK_MS = HOURS_PER_WEEK * HOUR_MS
 MONDAY_MS = 4 * 24 * HOUR_MS  # 1970-01-05T00:00Z, a Monday
+MEMO_SIZE = 4096  # integrals kept between changes of the profile (an item's clock and "now" repeat)
 
 
 def hour_of_week(t_ms: int) -> int:
@@ -43,6 +44,7 @@ class StoreProfile:
         "_cum",
         "_peak",
         "_mean",
+        "_memo",
     )
 
     def __init__(self, week_decay: float = 0.75, cell_prior: float = 0.5, hour_prior: float = 0.05) -> None:
@@ -58,6 +60,7 @@ class StoreProfile:
         self._cum = [float(i) for i in range(HOURS_PER_WEEK + 1)]  # flat until data comes
         self._peak = 1.0
         self._mean = 0.0
+        self._memo: dict[int, float] = {}  # _integral by time, until the profile changes
 
     def __getstate__(self) -> tuple:
         return (self.week_decay, self.cell_prior, self.hour_prior, self._counts, self._exposure, self._hour, self._txns)
@@ -108,13 +111,18 @@ class StoreProfile:
         return self._integral(t1_ms) - self._integral(t0_ms) if t1_ms > t0_ms else 0.0
 
     def _integral(self, t_ms: int) -> float:
-        rel = t_ms - MONDAY_MS
-        weeks, within = divmod(rel, WEEK_MS)
-        c, frac_ms = divmod(within, HOUR_MS)
-        cum = self._cum
-        return weeks * cum[HOURS_PER_WEEK] + cum[c] + (cum[c + 1] - cum[c]) * frac_ms / HOUR_MS
+        value = self._memo.get(t_ms)
+        if value is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            weeks, within = divmod(t_ms - MONDAY_MS, WEEK_MS)
+            c, frac_ms = divmod(within, HOUR_MS)
+            cum = self._cum
+            value = self._memo[t_ms] = weeks * cum[HOURS_PER_WEEK] + cum[c] + (cum[c + 1] - cum[c]) * frac_ms / HOUR_MS
+        return value
 
     def _rebuild(self) -> None:
+        self._memo = {}
         counts, exposure = self._counts, self._exposure
         total_e = sum(exposure)
         overall = self._mean = sum(counts) / total_e if total_e else 0.0
