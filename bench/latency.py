@@ -29,6 +29,7 @@ hand-written "Where the time goes" section of ``bench/results/latency.md`` and r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import math
 import os
@@ -307,7 +308,8 @@ def one_run(bs: str, broker_pid: int | None, redis_url: str | None, sim, latenes
             proc.send_signal(signal.SIGINT)
             time.sleep(3)
             for c in child:
-                c.terminate()
+                with contextlib.suppress(psutil.NoSuchProcess):  # py-spy's SIGINT may have stopped it
+                    c.terminate()
             _, alive = psutil.wait_procs(child, timeout=30)
             for c in alive:
                 c.kill()

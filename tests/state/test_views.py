@@ -292,6 +292,17 @@ def test_write_and_read_back(client: redis.Redis, prefix: str) -> None:
 
 
 @pytest.mark.integration
+def test_any_sku_text_round_trips(client: redis.Redis, prefix: str) -> None:
+    """Items travel to the script as one JSON argument: quotes, backslashes and non-ASCII survive it."""
+    skus = ['a"b', "c\\d", "Käse-ß-\u00e9", "x,y", "\u2603 snow", "tab\there"]
+    views = [make_view("S\u00d8", sku, risk=10.5 + i) for i, sku in enumerate(skus)]
+    assert RedisViews(client=client, prefix=prefix, clock=FakeClock()).write(views, []) is True
+    for view in views:
+        assert show(client, "S\u00d8", view.sku, prefix=prefix) == asdict(view)
+    assert [r["sku"] for r in top(client, "S\u00d8", prefix=prefix)] == skus[::-1]
+
+
+@pytest.mark.integration
 def test_updates_move_rankings_and_counts(client: redis.Redis, prefix: str) -> None:
     views, alerts = batch()
     writer = RedisViews(client=client, prefix=prefix, clock=FakeClock())
