@@ -258,11 +258,16 @@ class StoreState:
 
     def view(self, sku: str, policy: Policy) -> dict[str, Any]:
         """What analysts see of one item now: rates, stock, risk and open alerts."""
-        item, t = self.items[sku], self.items[sku].t
+        item = self.items[sku]
+        t = item.t
         prior, det = self.prior(sku), policy.detection
-        episodes = item.episodes or {}
-        open_types = tuple(sorted(k for k, e in episodes.items() if e.open))
-        last = max(episodes.items(), key=lambda kv: kv[1].emitted_at, default=None)
+        open_types: tuple[str, ...] = ()
+        risk, last = 0.0, None
+        if item.episodes:  # most items never had an alert
+            episodes = item.episodes
+            open_types = tuple(sorted(k for k, e in episodes.items() if e.open))
+            risk = float(max((e.priority for e in episodes.values() if e.open), default=0))
+            last = max(episodes.items(), key=lambda kv: kv[1].emitted_at)
         avail = (item.on_hand or 0) - item.reserved
         return {
             "expected_rate": round(item.base_rate(prior, det) * self.profile.intensity(t) * item.basket(), 4),
@@ -270,7 +275,7 @@ class StoreState:
             "on_hand": item.on_hand,
             "position": item.position(),
             "hours_to_stockout": self._hours_to_stockout(item, avail, t, prior, det),
-            "risk": float(max((e.priority for e in episodes.values() if e.open), default=0)),
+            "risk": risk,
             "open_alerts": open_types,
             "last_alert_type": last[0] if last else None,
             "last_alert_time": last[1].emitted_at if last else None,
