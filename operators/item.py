@@ -44,7 +44,7 @@ class ItemState:
         "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
         "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
         "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale", "day_units", "day_expected", "cv2_w",
-        "cv2_sum",
+        "cv2_sum", "queued",
     )  # fmt: skip
 
     def __init__(self, t: int) -> None:
@@ -76,13 +76,16 @@ class ItemState:
         self.day_expected = 0.0  # units the model expected over the same time
         self.cv2_w = 0.0  # decayed weight of the days behind the day-level CV² estimate
         self.cv2_sum = 0.0  # decayed weighted sum of the days' CV² estimates
+        self.queued: int | None = None  # time of the item's live entry in its store's heap of due looks
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
-        if len(state) == len(self.__slots__) - 4:  # a snapshot from before the day-level CV²: none learned
+        if len(state) == len(self.__slots__) - 5:  # a snapshot from before the day-level CV²: none learned
             state = (*state, 0.0, 0.0, 0.0, 0.0)
+        if len(state) == len(self.__slots__) - 1:  # before ``queued``: the heap then held an entry at ``due``
+            state = (*state, state[self.__slots__.index("due")])
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 

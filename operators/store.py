@@ -78,7 +78,7 @@ class StoreState:
         self.stream_max: dict[tuple[str, int], int] = {}  # newest event time per input stream
         self.released: int | None = None  # events before this time are applied
         self.next_tick: int | None = None
-        self.due: list[tuple[int, str]] = []  # (due time, sku): when quiet items need a look
+        self.due: list[tuple[int, str]] = []  # (time, sku): when quiet items need a look (ItemState.queued)
         self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
         self.seen_pruned = 0
         self.leaps: dict[tuple[str, int], int] = {}  # per stream: a leap ahead of its clock, not yet confirmed
@@ -195,16 +195,26 @@ class StoreState:
         self.released = upto
 
     def _ticks(self, before: int, tick_ms: int, policy: Policy, out: StoreOut) -> None:
-        """Time-driven checks on the grid before ``before``; each looks only at due items (a heap)."""
+        """Time-driven checks on the grid before ``before``; each looks only at due items (a heap).
+
+        An item has one live entry in the heap, at :attr:`ItemState.queued`, never later than its
+        due time: an entry found early is pushed again at the due time, so the heap does not fill
+        up with a stale entry for each event that moves an item's look later.
+        """
         while self.next_tick is not None and self.next_tick < before:
             t = self.next_tick
             self.profile.advance(t)
             warm = self._warm(t, policy)
             while self.due and self.due[0][0] <= t:
-                due, sku = heapq.heappop(self.due)
+                queued, sku = heapq.heappop(self.due)
                 item = self.items.get(sku)
-                if item is None or item.due != due:
-                    continue  # superseded by a later look
+                if item is None or item.queued != queued:
+                    continue  # superseded by an earlier entry, or the item is gone
+                item.queued = None
+                if item.due != queued:  # the look moved later since: queue it again then
+                    item.queued = item.due
+                    heapq.heappush(self.due, (item.due, sku))
+                    continue
                 prior = self.prior(sku)
                 item.advance(t, self.profile, prior, policy.detection, warm)
                 self._decide(sku, self._look(sku, item, t, prior, policy, warm), policy, out, stock_changed=False)
@@ -305,7 +315,6 @@ class StoreState:
 
     def _decide(self, sku: str, look: Look, policy: Policy, out: StoreOut, *, stock_changed: bool = True) -> None:
         item, t = look.item, look.t
-        looked_for = item.due
         conds = item.conditions(look, stock_changed=stock_changed)
         for cond in conds:
             episodes = item.episodes or {}
@@ -348,7 +357,9 @@ class StoreState:
         tick_ms = int(policy.detection.tick_minutes * 60_000)
         next_tick = (t // tick_ms + 1) * tick_ms
         item.due = next_tick if _open(item) else max(-(-item.due // tick_ms) * tick_ms, next_tick)
-        if item.due != looked_for:  # else the item is in the heap for that tick already
+        # one live heap entry per item, never later than its due time (see _ticks)
+        if item.queued is None or item.due < item.queued:
+            item.queued = item.due
             heapq.heappush(self.due, (item.due, sku))
 
     def _replenish(self, sku: str, look: Look, policy: Policy, out: StoreOut) -> None:
