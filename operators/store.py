@@ -105,6 +105,7 @@ class StoreState:
             self.progress = progress
         lateness = int(policy.detection.allowed_lateness_s * 1000)
         leap = max(lateness, HOUR_MS)
+        counts = out.counts  # the "ok" count is inlined: a call per record costs more than the count
         for ev in events:
             if isinstance(ev, ItemParams):
                 self._set_params(ev)
@@ -122,7 +123,7 @@ class StoreState:
                 continue
             if newest is None or ev.event_time > newest:
                 self._advance(stream, newest, ev.event_time, leap)
-            out.count(source, "ok")
+            counts[source, "ok"] = counts.get((source, "ok"), 0) + 1
             self.seen[ev.event_id] = ev.event_time
             rank = 0 if isinstance(ev, InventoryEvent) else 1
             heapq.heappush(self.buffer, (ev.event_time, rank, ev.event_id, ev))
@@ -189,8 +190,9 @@ class StoreState:
             t, _, _, ev = heapq.heappop(self.buffer)
             if self.next_tick is None:
                 self.first_seen, self.next_tick = t, (t // tick_ms + 1) * tick_ms
-            self._ticks(t + 1, tick_ms, policy, out)  # a tick at t looks before the events at t
-            self._apply(ev, policy, out)
+            if self.next_tick <= t:  # a tick at t looks before the events at t
+                self._ticks(t + 1, tick_ms, policy, out)
+            self._apply(ev, policy, out, tick_ms)
         self._ticks(upto, tick_ms, policy, out)
         self.released = upto
 
@@ -217,7 +219,8 @@ class StoreState:
                     continue
                 prior = self.prior(sku)
                 item.advance(t, self.profile, prior, policy.detection, warm)
-                self._decide(sku, self._look(sku, item, t, prior, policy, warm), policy, out, stock_changed=False)
+                look = self._look(sku, item, t, prior, policy, warm)
+                self._decide(sku, look, policy, out, tick_ms, stock_changed=False)
             if t % DAY_MS == 0:
                 self._sweep(t, policy, out)
             self.next_tick = t + tick_ms
@@ -232,16 +235,16 @@ class StoreState:
             elif t - item.last_event > idle_ms and item.hourly is not None:
                 item.shed_detail()
 
-    def _apply(self, ev: Sale | InventoryEvent, policy: Policy, out: StoreOut) -> None:
+    def _apply(self, ev: Sale | InventoryEvent, policy: Policy, out: StoreOut, tick_ms: int) -> None:
         item = self.items.get(ev.sku)
         if item is None:
             if len(self.items) >= policy.detection.max_items_per_store:
                 out.evicted += self._evict(len(self.items) // 100 + 1)
             item = self.items[ev.sku] = ItemState(ev.event_time)
-        prior, warm = self.prior(ev.sku), self._warm(ev.event_time, policy)
+        category = self._category(ev.sku)
+        prior, warm = self._prior(category), self._warm(ev.event_time, policy)
         if isinstance(ev, Sale):
             self.profile.record_sale(ev.event_time)
-            category = self._category(ev.sku)
             self.category_sales[category] = self.category_sales.get(category, 0) + 1
             self.category_sales[TOTAL] = self.category_sales.get(TOTAL, 0) + 1
             item.on_sale(ev, self.profile, prior, policy.detection, warm)
@@ -249,11 +252,11 @@ class StoreState:
             item.on_inventory(ev, self.profile, prior, policy.detection, warm)
         out.changed.add(ev.sku)
         look = self._look(ev.sku, item, ev.event_time, prior, policy, warm)
-        self._decide(ev.sku, look, policy, out)
+        self._decide(ev.sku, look, policy, out, tick_ms)
         self._replenish(ev.sku, look, policy, out)
 
     def _look(self, sku: str, item: ItemState, t: int, prior: float, policy: Policy, warm: bool) -> Look:
-        return item.look(t, self.profile, prior, self.params.get(sku), policy.items, policy.detection, warm)
+        return Look(item, t, self.profile, prior, self.params.get(sku), policy.items, policy.detection, warm)
 
     def _set_params(self, params: ItemParams) -> None:
         old = self._category(params.sku)
@@ -302,7 +305,10 @@ class StoreState:
         The store's rate, times the category's share of the store's sales, spread over the
         category's items; items without a known category borrow from the whole store.
         """
-        category = self._category(sku)
+        return self._prior(self._category(sku))
+
+    def _prior(self, category: str | None) -> float:
+        """:meth:`prior` of an item of ``category``."""
         total = self.category_sales.get(TOTAL, 0)
         if category is None or not total:
             return self.profile.mean_rate() / max(1, len(self.items))
@@ -313,7 +319,9 @@ class StoreState:
         params = self.params.get(sku)
         return params.category if params is not None else None
 
-    def _decide(self, sku: str, look: Look, policy: Policy, out: StoreOut, *, stock_changed: bool = True) -> None:
+    def _decide(
+        self, sku: str, look: Look, policy: Policy, out: StoreOut, tick_ms: int, *, stock_changed: bool = True
+    ) -> None:
         item, t = look.item, look.t
         conds = item.conditions(look, stock_changed=stock_changed)
         for cond in conds:
@@ -354,7 +362,6 @@ class StoreState:
             )
             out.changed.add(sku)
         # the next look is at a tick: open alerts at the next one, quiet items at the first one due
-        tick_ms = int(policy.detection.tick_minutes * 60_000)
         next_tick = (t // tick_ms + 1) * tick_ms
         item.due = next_tick if _open(item) else max(-(-item.due // tick_ms) * tick_ms, next_tick)
         # one live heap entry per item, never later than its due time (see _ticks)
@@ -444,8 +451,12 @@ class StoreState:
 
 
 def _open(item: ItemState) -> bool:
-    episodes = item.episodes
-    return episodes is not None and any(e.open for e in episodes.values())
+    """The item has an open alert (a loop: cheaper than ``any`` over a generator, called per look)."""
+    if item.episodes is not None:
+        for e in item.episodes.values():
+            if e.open:
+                return True
+    return False
 
 
 def _param(params: ItemParams | None, name: str, default: float) -> float:
