@@ -345,8 +345,8 @@ class ItemState:
         warm only OUT_OF_STOCK can hold. Sets :attr:`due`, the next time a quiet item needs a look.
         """
         det, warm = look.det, look.warm
-        ep = self.episodes or {}
-        opened = {k for k, e in ep.items() if e.open}
+        ep = self.episodes
+        opened = {k for k, e in ep.items() if e.open} if ep else ()
         out = []
         if "DEMAND_SPIKE" in opened or (warm and self.s_up >= det.spike_threshold):
             out.append(look.spike("DEMAND_SPIKE" in opened))
@@ -559,6 +559,11 @@ class Look:
         )
 
     def stockout_risk(self, is_open: bool) -> Condition:
+        """The probability of running out within the lead time (kept as :attr:`ItemState.p_out`).
+
+        Below the alarm and with no open alert it moves nothing, so then only ``confidence`` is
+        filled in: most looks at an item with known stock end here.
+        """
         item, det = self.item, self.det
         pos = item.position() or 0
         avail = (item.on_hand or 0) - item.reserved
@@ -568,6 +573,8 @@ class Look:
         active = (
             self.armed and avail > 0 and (p_out >= det.stockout_risk or (is_open and p_out >= det.stockout_risk / 2))
         )
+        if not active and not is_open:  # it moves no alert: skip the figures and the reason (most looks)
+            return Condition("STOCKOUT_RISK", False, p_out)
         hts = item.hours_until(avail, self.t, self.profile, self.prior, det) if active else None
         empties = f"; the shelf empties in about {hts:.1f} h." if hts is not None else "."
         return Condition(
