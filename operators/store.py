@@ -34,7 +34,7 @@ from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, 
 from operators.item import ItemState, Look
 from operators.policy import MODEL_VERSION, Detection, Policy
 from operators.profile import StoreProfile
-from operators.replenish import govern, order_up_to, static_min_max
+from operators.replenish import govern, order_up_to, reorder_point, static_min_max
 
 TOTAL = "\x00total"  # the key of all sale lines in StoreState.category_sales
 DAY_MS = 24 * HOUR_MS
@@ -370,36 +370,43 @@ class StoreState:
             heapq.heappush(self.due, (item.due, sku))
 
     def _replenish(self, sku: str, look: Look, policy: Policy, out: StoreOut) -> None:
+        """Order when the position falls to the reorder point (the cheap tests that say no come first)."""
         item, t = look.item, look.t
         pos = item.position()
         if pos is None:
             return
-        params, d, gov, lead = look.params, policy.items, policy.governance, look.lead
-        if item.ordered_at is not None and t - item.ordered_at > 2 * lead * HOUR_MS:
+        params, d, gov = look.params, policy.items, policy.governance
+        if item.ordered_at is not None and t - item.ordered_at > 2 * look.lead * HOUR_MS:
             item.on_order, item.ordered_at = 0, None  # never arrived: stop counting on it
         # our own orders may already be in the feed's in_transit: count each unit once
         position = pos + max(0, item.on_order - item.in_transit)
-        pack = int(_param(params, "pack_size", d.pack_size))
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         fallback = item.n_sales < gov.min_history_sales or stale
         if fallback:
+            min_qty = int(_param(params, "min_qty", d.min_qty))
+            if position > min_qty:  # above the static minimum: nothing to order
+                return
             plan = static_min_max(
                 position,
-                min_qty=int(_param(params, "min_qty", d.min_qty)),
+                min_qty=min_qty,
                 max_qty=int(_param(params, "max_qty", d.max_qty)),
-                pack_size=pack,
+                pack_size=int(_param(params, "pack_size", d.pack_size)),
             )
-        elif position > look.ceiling + pack:  # no plausible lead-time demand brings it to the reorder point
-            return
         else:
+            pack = int(_param(params, "pack_size", d.pack_size))
+            if position > look.ceiling + pack:  # no plausible lead-time demand brings it to the reorder point
+                return
             mean_l, var_l = look.moments
-            cycle_from = t + int(lead * HOUR_MS)
+            service_level = _param(params, "service_level", d.service_level)
+            if position > reorder_point(mean_l, var_l, service_level):  # no order: skip the cycle's demand
+                return
+            cycle_from = t + int(look.lead * HOUR_MS)
             plan = order_up_to(
                 position,
                 lead_mean=mean_l,
                 lead_variance=var_l,
                 cycle_mean=item.expected_units(cycle_from, d.cycle_hours, self.profile, look.prior, look.det),
-                service_level=_param(params, "service_level", d.service_level),
+                service_level=service_level,
                 pack_size=pack,
             )
         if plan is None:
@@ -407,7 +414,7 @@ class StoreState:
         approval, why = govern(plan, _param(params, "unit_cost", d.unit_cost), gov)
         if plan.fallback:
             why += "; static min-max used: " + ("inventory count is stale" if stale else "too little sales history")
-        key = key_on(self.store_id, sku)
+        key, lead = key_on(self.store_id, sku), look.lead
         tid = hashlib.blake2b(f"{key}|{t}|{position}|{plan.order_quantity}".encode(), digest_size=12).hexdigest()
         out.triggers.append(
             Trigger(
