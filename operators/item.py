@@ -44,7 +44,7 @@ class ItemState:
         "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
         "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
         "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale", "day_units", "day_expected", "cv2_w",
-        "cv2_sum",
+        "cv2_sum", "queued",
     )  # fmt: skip
 
     def __init__(self, t: int) -> None:
@@ -76,13 +76,16 @@ class ItemState:
         self.day_expected = 0.0  # units the model expected over the same time
         self.cv2_w = 0.0  # decayed weight of the days behind the day-level CV² estimate
         self.cv2_sum = 0.0  # decayed weighted sum of the days' CV² estimates
+        self.queued: int | None = None  # time of the item's live entry in its store's heap of due looks
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
-        if len(state) == len(self.__slots__) - 4:  # a snapshot from before the day-level CV²: none learned
+        if len(state) == len(self.__slots__) - 5:  # a snapshot from before the day-level CV²: none learned
             state = (*state, 0.0, 0.0, 0.0, 0.0)
+        if len(state) == len(self.__slots__) - 1:  # before ``queued``: the heap then held an entry at ``due``
+            state = (*state, state[self.__slots__.index("due")])
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
@@ -342,8 +345,8 @@ class ItemState:
         warm only OUT_OF_STOCK can hold. Sets :attr:`due`, the next time a quiet item needs a look.
         """
         det, warm = look.det, look.warm
-        ep = self.episodes or {}
-        opened = {k for k, e in ep.items() if e.open}
+        ep = self.episodes
+        opened = {k for k, e in ep.items() if e.open} if ep else ()
         out = []
         if "DEMAND_SPIKE" in opened or (warm and self.s_up >= det.spike_threshold):
             out.append(look.spike("DEMAND_SPIKE" in opened))
@@ -556,6 +559,11 @@ class Look:
         )
 
     def stockout_risk(self, is_open: bool) -> Condition:
+        """The probability of running out within the lead time (kept as :attr:`ItemState.p_out`).
+
+        Below the alarm and with no open alert it moves nothing, so then only ``confidence`` is
+        filled in: most looks at an item with known stock end here.
+        """
         item, det = self.item, self.det
         pos = item.position() or 0
         avail = (item.on_hand or 0) - item.reserved
@@ -565,6 +573,8 @@ class Look:
         active = (
             self.armed and avail > 0 and (p_out >= det.stockout_risk or (is_open and p_out >= det.stockout_risk / 2))
         )
+        if not active and not is_open:  # it moves no alert: skip the figures and the reason (most looks)
+            return Condition("STOCKOUT_RISK", False, p_out)
         hts = item.hours_until(avail, self.t, self.profile, self.prior, det) if active else None
         empties = f"; the shelf empties in about {hts:.1f} h." if hts is not None else "."
         return Condition(

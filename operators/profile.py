@@ -108,7 +108,16 @@ class StoreProfile:
 
     def exposure(self, t0_ms: int, t1_ms: int) -> float:
         """Profile-hours between two times: the integral of intensity, in hours."""
-        return self._integral(t1_ms) - self._integral(t0_ms) if t1_ms > t0_ms else 0.0
+        if t1_ms <= t0_ms:
+            return 0.0
+        memo = self._memo  # looked up here first: most integrals are memoised, and a call costs more
+        v1 = memo.get(t1_ms)
+        if v1 is None:
+            v1 = self._integral(t1_ms)
+        v0 = memo.get(t0_ms)
+        if v0 is None:
+            v0 = self._integral(t0_ms)
+        return v1 - v0
 
     def _integral(self, t_ms: int) -> float:
         value = self._memo.get(t_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -46,13 +47,23 @@ def order_up_to(
     ``S`` is ``s`` plus the demand of one review cycle (at least a pack above ``s``), so the order
     buys the cycle's stock and the safety stock is held once.
     """
-    z = NormalDist().inv_cdf(service_level)
-    s = lead_mean + z * math.sqrt(max(lead_variance, 0.0))
+    s = reorder_point(lead_mean, lead_variance, service_level)
     big_s = s + max(cycle_mean, pack_size)
     if position > s:
         return None
     qty = round_to_pack(big_s - position, pack_size)
     return OrderPlan(qty, round(s, 2), round(big_s, 2), ORDER_UP_TO, False) if qty > 0 else None
+
+
+def reorder_point(lead_mean: float, lead_variance: float, service_level: float) -> float:
+    """Lead-time demand plus safety stock: the ``s`` of :func:`order_up_to`."""
+    return lead_mean + _z(service_level) * math.sqrt(max(lead_variance, 0.0))
+
+
+@functools.lru_cache(maxsize=64)
+def _z(service_level: float) -> float:
+    """The standard normal quantile of ``service_level`` (memoised: few levels recur in every order)."""
+    return NormalDist().inv_cdf(service_level)
 
 
 def static_min_max(position: int, *, min_qty: int, max_qty: int, pack_size: int) -> OrderPlan | None:

@@ -34,7 +34,7 @@ from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, 
 from operators.item import ItemState, Look
 from operators.policy import MODEL_VERSION, Detection, Policy
 from operators.profile import StoreProfile
-from operators.replenish import govern, order_up_to, static_min_max
+from operators.replenish import govern, order_up_to, reorder_point, static_min_max
 
 TOTAL = "\x00total"  # the key of all sale lines in StoreState.category_sales
 DAY_MS = 24 * HOUR_MS
@@ -78,7 +78,7 @@ class StoreState:
         self.stream_max: dict[tuple[str, int], int] = {}  # newest event time per input stream
         self.released: int | None = None  # events before this time are applied
         self.next_tick: int | None = None
-        self.due: list[tuple[int, str]] = []  # (due time, sku): when quiet items need a look
+        self.due: list[tuple[int, str]] = []  # (time, sku): when quiet items need a look (ItemState.queued)
         self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
         self.seen_pruned = 0
         self.leaps: dict[tuple[str, int], int] = {}  # per stream: a leap ahead of its clock, not yet confirmed
@@ -105,6 +105,7 @@ class StoreState:
             self.progress = progress
         lateness = int(policy.detection.allowed_lateness_s * 1000)
         leap = max(lateness, HOUR_MS)
+        counts = out.counts  # the "ok" count is inlined: a call per record costs more than the count
         for ev in events:
             if isinstance(ev, ItemParams):
                 self._set_params(ev)
@@ -122,7 +123,7 @@ class StoreState:
                 continue
             if newest is None or ev.event_time > newest:
                 self._advance(stream, newest, ev.event_time, leap)
-            out.count(source, "ok")
+            counts[source, "ok"] = counts.get((source, "ok"), 0) + 1
             self.seen[ev.event_id] = ev.event_time
             rank = 0 if isinstance(ev, InventoryEvent) else 1
             heapq.heappush(self.buffer, (ev.event_time, rank, ev.event_id, ev))
@@ -189,25 +190,37 @@ class StoreState:
             t, _, _, ev = heapq.heappop(self.buffer)
             if self.next_tick is None:
                 self.first_seen, self.next_tick = t, (t // tick_ms + 1) * tick_ms
-            self._ticks(t + 1, tick_ms, policy, out)  # a tick at t looks before the events at t
-            self._apply(ev, policy, out)
+            if self.next_tick <= t:  # a tick at t looks before the events at t
+                self._ticks(t + 1, tick_ms, policy, out)
+            self._apply(ev, policy, out, tick_ms)
         self._ticks(upto, tick_ms, policy, out)
         self.released = upto
 
     def _ticks(self, before: int, tick_ms: int, policy: Policy, out: StoreOut) -> None:
-        """Time-driven checks on the grid before ``before``; each looks only at due items (a heap)."""
+        """Time-driven checks on the grid before ``before``; each looks only at due items (a heap).
+
+        An item has one live entry in the heap, at :attr:`ItemState.queued`, never later than its
+        due time: an entry found early is pushed again at the due time, so the heap does not fill
+        up with a stale entry for each event that moves an item's look later.
+        """
         while self.next_tick is not None and self.next_tick < before:
             t = self.next_tick
             self.profile.advance(t)
             warm = self._warm(t, policy)
             while self.due and self.due[0][0] <= t:
-                due, sku = heapq.heappop(self.due)
+                queued, sku = heapq.heappop(self.due)
                 item = self.items.get(sku)
-                if item is None or item.due != due:
-                    continue  # superseded by a later look
+                if item is None or item.queued != queued:
+                    continue  # superseded by an earlier entry, or the item is gone
+                item.queued = None
+                if item.due != queued:  # the look moved later since: queue it again then
+                    item.queued = item.due
+                    heapq.heappush(self.due, (item.due, sku))
+                    continue
                 prior = self.prior(sku)
                 item.advance(t, self.profile, prior, policy.detection, warm)
-                self._decide(sku, self._look(sku, item, t, prior, policy, warm), policy, out, stock_changed=False)
+                look = self._look(sku, item, t, prior, policy, warm)
+                self._decide(sku, look, policy, out, tick_ms, stock_changed=False)
             if t % DAY_MS == 0:
                 self._sweep(t, policy, out)
             self.next_tick = t + tick_ms
@@ -222,16 +235,16 @@ class StoreState:
             elif t - item.last_event > idle_ms and item.hourly is not None:
                 item.shed_detail()
 
-    def _apply(self, ev: Sale | InventoryEvent, policy: Policy, out: StoreOut) -> None:
+    def _apply(self, ev: Sale | InventoryEvent, policy: Policy, out: StoreOut, tick_ms: int) -> None:
         item = self.items.get(ev.sku)
         if item is None:
             if len(self.items) >= policy.detection.max_items_per_store:
                 out.evicted += self._evict(len(self.items) // 100 + 1)
             item = self.items[ev.sku] = ItemState(ev.event_time)
-        prior, warm = self.prior(ev.sku), self._warm(ev.event_time, policy)
+        category = self._category(ev.sku)
+        prior, warm = self._prior(category), self._warm(ev.event_time, policy)
         if isinstance(ev, Sale):
             self.profile.record_sale(ev.event_time)
-            category = self._category(ev.sku)
             self.category_sales[category] = self.category_sales.get(category, 0) + 1
             self.category_sales[TOTAL] = self.category_sales.get(TOTAL, 0) + 1
             item.on_sale(ev, self.profile, prior, policy.detection, warm)
@@ -239,11 +252,11 @@ class StoreState:
             item.on_inventory(ev, self.profile, prior, policy.detection, warm)
         out.changed.add(ev.sku)
         look = self._look(ev.sku, item, ev.event_time, prior, policy, warm)
-        self._decide(ev.sku, look, policy, out)
+        self._decide(ev.sku, look, policy, out, tick_ms)
         self._replenish(ev.sku, look, policy, out)
 
     def _look(self, sku: str, item: ItemState, t: int, prior: float, policy: Policy, warm: bool) -> Look:
-        return item.look(t, self.profile, prior, self.params.get(sku), policy.items, policy.detection, warm)
+        return Look(item, t, self.profile, prior, self.params.get(sku), policy.items, policy.detection, warm)
 
     def _set_params(self, params: ItemParams) -> None:
         old = self._category(params.sku)
@@ -297,7 +310,10 @@ class StoreState:
         The store's rate, times the category's share of the store's sales, spread over the
         category's items; items without a known category borrow from the whole store.
         """
-        category = self._category(sku)
+        return self._prior(self._category(sku))
+
+    def _prior(self, category: str | None) -> float:
+        """:meth:`prior` of an item of ``category``."""
         total = self.category_sales.get(TOTAL, 0)
         if category is None or not total:
             return self.profile.mean_rate() / max(1, len(self.items))
@@ -308,9 +324,10 @@ class StoreState:
         params = self.params.get(sku)
         return params.category if params is not None else None
 
-    def _decide(self, sku: str, look: Look, policy: Policy, out: StoreOut, *, stock_changed: bool = True) -> None:
+    def _decide(
+        self, sku: str, look: Look, policy: Policy, out: StoreOut, tick_ms: int, *, stock_changed: bool = True
+    ) -> None:
         item, t = look.item, look.t
-        looked_for = item.due
         conds = item.conditions(look, stock_changed=stock_changed)
         for cond in conds:
             episodes = item.episodes or {}
@@ -350,43 +367,51 @@ class StoreState:
             )
             out.changed.add(sku)
         # the next look is at a tick: open alerts at the next one, quiet items at the first one due
-        tick_ms = int(policy.detection.tick_minutes * 60_000)
         next_tick = (t // tick_ms + 1) * tick_ms
         item.due = next_tick if _open(item) else max(-(-item.due // tick_ms) * tick_ms, next_tick)
-        if item.due != looked_for:  # else the item is in the heap for that tick already
+        # one live heap entry per item, never later than its due time (see _ticks)
+        if item.queued is None or item.due < item.queued:
+            item.queued = item.due
             heapq.heappush(self.due, (item.due, sku))
 
     def _replenish(self, sku: str, look: Look, policy: Policy, out: StoreOut) -> None:
+        """Order when the position falls to the reorder point (the cheap tests that say no come first)."""
         item, t = look.item, look.t
         pos = item.position()
         if pos is None:
             return
-        params, d, gov, lead = look.params, policy.items, policy.governance, look.lead
-        if item.ordered_at is not None and t - item.ordered_at > 2 * lead * HOUR_MS:
+        params, d, gov = look.params, policy.items, policy.governance
+        if item.ordered_at is not None and t - item.ordered_at > 2 * look.lead * HOUR_MS:
             item.on_order, item.ordered_at = 0, None  # never arrived: stop counting on it
         # our own orders may already be in the feed's in_transit: count each unit once
         position = pos + max(0, item.on_order - item.in_transit)
-        pack = int(_param(params, "pack_size", d.pack_size))
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         fallback = item.n_sales < gov.min_history_sales or stale
         if fallback:
+            min_qty = int(_param(params, "min_qty", d.min_qty))
+            if position > min_qty:  # above the static minimum: nothing to order
+                return
             plan = static_min_max(
                 position,
-                min_qty=int(_param(params, "min_qty", d.min_qty)),
+                min_qty=min_qty,
                 max_qty=int(_param(params, "max_qty", d.max_qty)),
-                pack_size=pack,
+                pack_size=int(_param(params, "pack_size", d.pack_size)),
             )
-        elif position > look.ceiling + pack:  # no plausible lead-time demand brings it to the reorder point
-            return
         else:
+            pack = int(_param(params, "pack_size", d.pack_size))
+            if position > look.ceiling + pack:  # no plausible lead-time demand brings it to the reorder point
+                return
             mean_l, var_l = look.moments
-            cycle_from = t + int(lead * HOUR_MS)
+            service_level = _param(params, "service_level", d.service_level)
+            if position > reorder_point(mean_l, var_l, service_level):  # no order: skip the cycle's demand
+                return
+            cycle_from = t + int(look.lead * HOUR_MS)
             plan = order_up_to(
                 position,
                 lead_mean=mean_l,
                 lead_variance=var_l,
                 cycle_mean=item.expected_units(cycle_from, d.cycle_hours, self.profile, look.prior, look.det),
-                service_level=_param(params, "service_level", d.service_level),
+                service_level=service_level,
                 pack_size=pack,
             )
         if plan is None:
@@ -394,7 +419,7 @@ class StoreState:
         approval, why = govern(plan, _param(params, "unit_cost", d.unit_cost), gov)
         if plan.fallback:
             why += "; static min-max used: " + ("inventory count is stale" if stale else "too little sales history")
-        key = key_on(self.store_id, sku)
+        key, lead = key_on(self.store_id, sku), look.lead
         tid = hashlib.blake2b(f"{key}|{t}|{position}|{plan.order_quantity}".encode(), digest_size=12).hexdigest()
         out.triggers.append(
             Trigger(
@@ -438,8 +463,12 @@ class StoreState:
 
 
 def _open(item: ItemState) -> bool:
-    episodes = item.episodes
-    return episodes is not None and any(e.open for e in episodes.values())
+    """The item has an open alert (a loop: cheaper than ``any`` over a generator, called per look)."""
+    if item.episodes is not None:
+        for e in item.episodes.values():
+            if e.open:
+                return True
+    return False
 
 
 def _param(params: ItemParams | None, name: str, default: float) -> float:

@@ -154,9 +154,10 @@ def test_snapshots_keep_the_estimate_and_old_ones_still_load() -> None:
     copy = pickle.loads(pickle.dumps(item))
     assert copy.__getstate__() == item.__getstate__() and copy.day_cv2() == item.day_cv2()
     old = ItemState.__new__(ItemState)
-    old.__setstate__(item.__getstate__()[:-4])  # a snapshot from before the day-level CV²
+    old.__setstate__(item.__getstate__()[:-5])  # a snapshot from before the day-level CV² (and ``queued``)
     assert (old.day_units, old.day_expected, old.cv2_w, old.cv2_sum) == (0.0, 0.0, 0.0, 0.0)
     assert old.day_cv2() == DAY_CV2_PRIOR and old.n_sales == item.n_sales
+    assert old.queued == old.due  # the store's heap then held an entry at the due time
 
 
 def test_the_cheap_ceiling_stays_above_a_busy_days_demand() -> None:
