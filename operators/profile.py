@@ -120,14 +120,13 @@ class StoreProfile:
         return v1 - v0
 
     def _integral(self, t_ms: int) -> float:
-        value = self._memo.get(t_ms)
-        if value is None:
-            if len(self._memo) >= MEMO_SIZE:
-                self._memo.clear()
-            weeks, within = divmod(t_ms - MONDAY_MS, WEEK_MS)
-            c, frac_ms = divmod(within, HOUR_MS)
-            cum = self._cum
-            value = self._memo[t_ms] = weeks * cum[HOURS_PER_WEEK] + cum[c] + (cum[c + 1] - cum[c]) * frac_ms / HOUR_MS
+        """Profile-hours from the epoch's Monday to ``t_ms``, memoised (:meth:`exposure` looks in the memo first)."""
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        weeks, within = divmod(t_ms - MONDAY_MS, WEEK_MS)
+        c, frac_ms = divmod(within, HOUR_MS)
+        cum = self._cum
+        value = self._memo[t_ms] = weeks * cum[HOURS_PER_WEEK] + cum[c] + (cum[c + 1] - cum[c]) * frac_ms / HOUR_MS
         return value
 
     def _rebuild(self) -> None:
