@@ -33,6 +33,7 @@ CLOSED_INTENSITY = 0.1  # hours below a tenth of the week's mean intensity count
 PROMO_MS = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
 SPARK_HOURS = 24
 DAY_MS = 24 * HOUR_MS
+NEVER = 2**62  # the due time of an item no time-driven check can change: it waits for its next event
 DAY_CV2_PRIOR = 0.2  # day-to-day CV² an item starts from: demand swinging about +-45% from day to day
 DAY_CV2_PRIOR_DAYS = 7.0  # fully informative days of prior weight in the day-level CV² estimate
 
@@ -363,7 +364,8 @@ class ItemState:
                 out.append(look.stockout_risk("STOCKOUT_RISK" in opened))
             else:
                 self.p_out = 0.0
-        self.due = look.t + look.next_look()
+        wait = look.next_look()
+        self.due = NEVER if wait is None else look.t + wait
         return out
 
 
@@ -471,15 +473,17 @@ class Look:
             return False
         return (item.position() or 0) <= self.ceiling + 1
 
-    def next_look(self) -> int:
-        """Milliseconds until a quiet item could cross a threshold (at least a tick, at most a day)."""
+    def next_look(self) -> int | None:
+        """Milliseconds until a quiet item could cross a threshold (at most a day), or None when time alone
+        cannot move it: with too few sales to arm the detectors, only its next sale can."""
         item, det = self.item, self.det
         per_hour = self.base * self.profile.peak() * self.lift  # fastest the statistics can grow
+        if per_hour <= 0 or item.n_sales < det.min_history_sales:
+            return None
         hours = 24.0
-        if per_hour > 0 and item.n_sales >= det.min_history_sales:
-            if (item.on_hand or 0) > 0:
-                hours = min(hours, (det.phantom_threshold - item.quiet) / per_hour)
-            hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
+        if (item.on_hand or 0) > 0:
+            hours = min(hours, (det.phantom_threshold - item.quiet) / per_hour)
+        hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
         return int(max(hours, 0.0) * HOUR_MS)
 
     def _make(self, kind: str, active: bool, conf: float, rar: float, reason: str, evidence: dict) -> Condition:

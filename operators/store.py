@@ -31,7 +31,7 @@ from typing import Any
 from operators.alerting import alert_id as make_alert_id
 from operators.alerting import priority, severity, step
 from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, ItemParams, Sale, Trigger, key_on
-from operators.item import ItemState, Look
+from operators.item import NEVER, ItemState, Look
 from operators.policy import MODEL_VERSION, Detection, Policy
 from operators.profile import StoreProfile
 from operators.replenish import govern, order_up_to, reorder_point, static_min_max
@@ -213,9 +213,10 @@ class StoreState:
                 if item is None or item.queued != queued:
                     continue  # superseded by an earlier entry, or the item is gone
                 item.queued = None
-                if item.due != queued:  # the look moved later since: queue it again then
-                    item.queued = item.due
-                    heapq.heappush(self.due, (item.due, sku))
+                if item.due != queued:  # the look moved later since: queue it again then (if ever)
+                    if item.due < NEVER:
+                        item.queued = item.due
+                        heapq.heappush(self.due, (item.due, sku))
                     continue
                 prior = self.prior(sku)
                 item.advance(t, self.profile, prior, policy.detection, warm)
@@ -368,9 +369,12 @@ class StoreState:
             out.changed.add(sku)
         # the next look is at a tick: open alerts at the next one, quiet items at the first one due
         next_tick = (t // tick_ms + 1) * tick_ms
-        item.due = next_tick if _open(item) else max(-(-item.due // tick_ms) * tick_ms, next_tick)
-        # one live heap entry per item, never later than its due time (see _ticks)
-        if item.queued is None or item.due < item.queued:
+        if _open(item):
+            item.due = next_tick
+        elif item.due < NEVER:
+            item.due = max(-(-item.due // tick_ms) * tick_ms, next_tick)
+        # one live heap entry per item, never later than its due time (see _ticks); none while it needs no look
+        if item.due < NEVER and (item.queued is None or item.due < item.queued):
             item.queued = item.due
             heapq.heappush(self.due, (item.due, sku))
 

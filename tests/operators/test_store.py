@@ -317,3 +317,25 @@ def test_state_stays_small_per_item(record_property: pytest.RecordProperty) -> N
     record_property("pickled_bytes_per_item", round(per_item))
     print(f"pickled StoreState: {per_item:.0f} bytes per item (200 items, 2 days)")
     assert per_item < 2048
+
+
+def test_an_item_too_new_to_arm_gets_no_time_driven_look_until_it_has_the_sales() -> None:
+    """With fewer sales than ``min_history_sales`` no quiet stretch can raise anything: the item waits for
+    its next sale instead of being looked at each day; once armed, ticks look at it again."""
+    det = Policy().detection
+    s = Stream()
+    s.sales(["busy"], T0, T0 + 4 * DAY_MS, flat(10))
+    s.sale("new", T0 + 9 * HOUR_MS)
+    _, state = feed(s.ordered(), flush=False)
+    new = state.items["new"]
+    assert new.t == T0 + 9 * HOUR_MS  # no tick advanced it over three quiet days
+    assert all(sku != "new" for _, sku in state.due) and new.queued is None
+
+    s.events = []  # the same stream goes on: fresh event ids
+    last = T0 + 4 * DAY_MS + 9 * HOUR_MS
+    for i in range(det.min_history_sales):
+        s.sale("new", last + i * MINUTE_MS)
+    s.sales(["busy"], last, last + 2 * DAY_MS, flat(10))
+    feed(s.ordered(), state=state, flush=False)
+    assert new.n_sales > det.min_history_sales
+    assert new.t > last + DAY_MS  # armed: the ticks look at it again while it is quiet
