@@ -91,11 +91,12 @@ class ViewsPace:
     """How often a store refreshes the views of the items that changed: live, and while catching up.
 
     An item that changes many times between refreshes is viewed once, as it is then: in a backfill
-    most items change every second, so refreshing less often is what keeps views cheap.
+    most items change every few seconds, so refreshing less often is what keeps views cheap (at
+    10 s, views took a sixth of a 1M-event backfill's time: bench/results/throughput.md).
     """
 
     live_s: float = 1.0
-    catching_up_s: float = 10.0
+    catching_up_s: float = 60.0
 
     def interval(self, event_time_ms: int | None, now: float) -> float:
         """Seconds between refreshes for a store whose newest event time is ``event_time_ms``."""
