@@ -1,10 +1,13 @@
 """Every Prometheus metric demandsense exports, in one place.
 
-Labels are bounded (topic, outcome, stage, reason, type, approval); never a SKU or store.
+Labels are bounded (topic, outcome, stage, reason, type, approval, client, broker); never a SKU or store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter(
@@ -28,6 +31,13 @@ MODEL_RESETS = Counter("demandsense_model_resets", "Per-key models reset (cold s
 KEYS_EVICTED = Counter("demandsense_keys_evicted", "Idle keys whose detail was shed to bound memory.")
 LAST_BATCH = Gauge("demandsense_last_event_timestamp_seconds", "Wall clock of the last processed input batch.")
 CONSUMER_LAG = Gauge("demandsense_consumer_lag", "End offset minus next offset to read.", ["topic", "partition"])
+BROKER_RTT = Gauge(
+    "demandsense_broker_rtt_seconds",
+    "Mean round trip of a Kafka client's requests to each broker over the last statistics interval.",
+    ["client", "broker"],
+)
+STATS_INTERVAL_MS = 5000
+"""librdkafka's ``statistics.interval.ms`` of the input consumer and the sink's producer."""
 DELIVERY_ERRORS = Counter("demandsense_delivery_errors", "Kafka produce deliveries that failed.", ["topic"])
 DELIVERY_RETRIES = Counter(
     "demandsense_delivery_retries", "Records produced again after their delivery failed.", ["topic"]
@@ -38,3 +48,18 @@ DELIVERY_LOST = Counter(
 PRODUCER_QUEUE_FULL = Counter(
     "demandsense_producer_queue_full", "Times the Kafka sink waited for room in the producer's local queue."
 )
+
+
+def broker_rtt_stats(client: str) -> Callable[[str], None]:
+    """A librdkafka ``stats_cb`` that sets :data:`BROKER_RTT` for ``client`` (``consumer`` or ``producer``).
+
+    A broker that answered no request in the interval keeps its last value.
+    """
+
+    def on_stats(raw: str) -> None:
+        for broker in orjson.loads(raw).get("brokers", {}).values():
+            rtt = broker.get("rtt", {})
+            if broker.get("nodeid", -1) >= 0 and rtt.get("cnt"):  # bootstrap entries have nodeid -1
+                BROKER_RTT.labels(client, broker["nodename"]).set(rtt["avg"] / 1e6)
+
+    return on_stats

@@ -80,7 +80,14 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
     def __init__(self, config: dict, topics: dict[str, str], fmt: str, registry_url: str | None) -> None:
         producer_config = {k: v for k, v in config.items() if k not in CONSUMER_ONLY}
         self._producer = Producer(
-            {"linger.ms": 5, "acks": "all", **producer_config, **librdkafka_overrides("PRODUCER")}
+            {
+                "linger.ms": 5,
+                "acks": "all",
+                "statistics.interval.ms": metrics.STATS_INTERVAL_MS,
+                "stats_cb": metrics.broker_rtt_stats("producer"),
+                **producer_config,
+                **librdkafka_overrides("PRODUCER"),
+            }
         )
         self._topics = topics
         self._codecs = {k: make_codec(fmt, k, topic=topics[k], registry_url=registry_url) for k in topics}

@@ -27,14 +27,22 @@ from tests.integration.test_recovery import stream as stream  # noqa: PLC0414 (t
 pytestmark = pytest.mark.integration
 
 
-def test_metrics_add_up_and_pass_promtool(stream: Stream, tmp_path: Path) -> None:
+def rtts(m: dict[tuple[str, frozenset], float]) -> dict[str, float]:
+    """``demandsense_broker_rtt_seconds`` by client (one broker here), once both clients have one."""
+    got = {dict(lab)["client"]: v for (n, lab), v in m.items() if n == "demandsense_broker_rtt_seconds"}
+    return got if len(got) == 2 else {}
+
+
+def test_metrics_add_up_and_pass_promtool(stream: Stream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for client in ("CONSUMER", "PRODUCER"):  # broker round trips every 0.2 s instead of 5 s
+        monkeypatch.setenv(f"DEMANDSENSE_{client}_STATISTICS_INTERVAL_MS", "200")
     outputs, port, log = new_outputs(stream.bootstrap), free_port(), tmp_path / "run.log"
     proc = start(run_args(stream, outputs, "--metrics-port", port), log)
     produced = sum(stream.produced.values())
     try:
         m = wait_for(
-            "every input record counted",
-            lambda: (s := scrape(port)) and total(s, "demandsense_events_in_total") >= produced and s,
+            "every input record counted, both clients' broker round trips",
+            lambda: (s := scrape(port)) and total(s, "demandsense_events_in_total") >= produced and rtts(s) and s,
             proc=proc,
             log=log,
         )
@@ -77,6 +85,8 @@ def test_metrics_add_up_and_pass_promtool(stream: Stream, tmp_path: Path) -> Non
     lags = {lab: v for (n, lab), v in m.items() if n == "demandsense_consumer_lag"}
     assert len(lags) == 2 * 3 + 1 and set(lags.values()) == {0}, lags  # every input partition, caught up
     assert ("demandsense_model_resets_total", frozenset()) in m
+    rtt = rtts(m)  # the input consumer's and the sink's, from librdkafka's statistics
+    assert set(rtt) == {"consumer", "producer"} and all(0 < v < 5 for v in rtt.values()), rtt
     assert ("demandsense_redis_write_failures_total", frozenset()) in m
 
     promtool = shutil.which("promtool")
