@@ -78,6 +78,17 @@ def scrape_histogram(port: int, name: str = "demandsense_event_to_alert_seconds"
     return out
 
 
+def broker_rtt_ms(port: int) -> float:
+    """The input consumer's mean round trip to the broker over the last 5 s (``demandsense_broker_rtt_seconds``)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("demandsense_broker_rtt_seconds{") and 'client="consumer"' in line:
+            return float(line.rsplit(" ", 1)[1]) * 1000
+    return math.nan
+
+
 def cpu_pressure() -> float:
     """Share of the last 60 s in which some runnable task waited for a CPU (Linux PSI; NaN elsewhere)."""
     try:
@@ -298,6 +309,7 @@ def one_run(bs: str, broker_pid: int | None, redis_url: str | None, sim, latenes
         cpu0, broker0 = sum(ps.cpu_times()[:2]), sum(broker.cpu_times()[:2]) if broker else 0.0
         producer.start()
         producer.join()
+        rtt_end = broker_rtt_ms(mport)
         cpu = sum(ps.cpu_times()[:2]) - cpu0
         broker_cpu = sum(broker.cpu_times()[:2]) - broker0 if broker else math.nan
         time.sleep(3.0)  # the last alerts reach the topic
@@ -364,6 +376,7 @@ def one_run(bs: str, broker_pid: int | None, redis_url: str | None, sim, latenes
         "from_ack_p99": percentile(from_ack, 0.99),
         "cpu_share": cpu / wall,
         "broker_cpu_share": broker_cpu / wall,
+        "broker_rtt_end": rtt_end,
         "engine_p50": hist_quantile(hist, 0.5),
         "engine_p99": hist_quantile(hist, 0.99),
         "loadavg": os.getloadavg()[0],
@@ -477,7 +490,7 @@ def render(results: list[dict], args) -> str:
                      f"{_ms(r['ack_p50'])} / {_ms(r['ack_p99'])}",
                      f"{_ms(r['from_ack_p50'])} / {_ms(r['from_ack_p99'])}",
                      f"<= {_ms(r['engine_p50'])} / <= {_ms(r['engine_p99'])}", f"{r['cpu_share']:.0%}",
-                     f"{r['broker_cpu_share']:.0%}",
+                     f"{r['broker_cpu_share']:.0%}", _ms(r["broker_rtt_end"]),
                      f"{r['loadavg']:.1f} / {r['cpu_pressure']:.0%}",
                      "yes" if r["p99"] < 500 else "**no**"])  # fmt: skip
     return "\n".join([
@@ -496,13 +509,17 @@ def render(results: list[dict], args) -> str:
         "delivery report of its produce (the benchmark's producer queue and the broker's append); 'ack to alert': "
         "from that report to the alert's timestamp, i.e. what is left for demandsense (fetch included). "
         "'Producer behind': how far the benchmark's own paced producer fell "
-        "behind its schedule (CPU contention on the shared machine); the load average and the CPU pressure "
+        "behind its schedule (CPU contention on the shared machine). 'Broker round trip at the end': the input "
+        "consumer's mean request round trip to the broker over the last 5 s of load (`demandsense_broker_rtt_seconds`; "
+        "a fetch with nothing to read is held 50 ms); the embedded broker's fetch gets slower as a partition "
+        "holds more record batches (`python -m bench.broker`). The load average and the CPU pressure "
         "(the share of time some runnable task waited for a CPU, `/proc/pressure/cpu`) are taken at the end of "
         "each run.",
         "",
         table(["policy [detection]", "events/s sent", "producer behind (max s)", "alerts timed", "p50 ms", "p99 ms",
                "max ms", "to the broker's ack p50 / p99 ms", "ack to alert p50 / p99 ms",
                "engine p50 / p99 ms", "demandsense CPU (of one core)", "broker CPU (of one core)",
+               "broker round trip at the end (ms)",
                "load average / CPU pressure (1 min)",
                "p99 < 500 ms"], rows),  # fmt: skip
         "",
