@@ -50,8 +50,9 @@ from bench._util import fmt_rate, say, table, write_result
 PY = sys.executable
 FINDINGS = "## Where the time goes"
 LOW_LATENCY = "0/idle=0.25/progress"  # the documented low-latency setting (docs/policy.example.toml)
-DEFAULT_RUNS = (f"{LOW_LATENCY},{LOW_LATENCY}/noviews,0/idle=0.25,0/idle=0.25/noviews/fetchwait=500,0/noviews,"
-                f"{LOW_LATENCY}/noviews/replay,default/noviews")  # fmt: skip
+DEFAULT_RUNS = (f"{LOW_LATENCY},{LOW_LATENCY}/noviews,{LOW_LATENCY}/linger=50,{LOW_LATENCY}/noviews/linger=50,"
+                "0/idle=0.25,0/idle=0.25/noviews/fetchwait=500,0/noviews,"
+                f"{LOW_LATENCY}/noviews/replay,default/noviews/linger=50")  # fmt: skip
 QUICK_RUNS = f"{LOW_LATENCY},{LOW_LATENCY}/noviews"
 
 
@@ -109,16 +110,17 @@ class Producer(threading.Thread):
     """Replays simulated records at ``rate`` events/s with event time = now; remembers what it sent."""
 
     def __init__(
-        self, bootstrap: str, topics: dict[str, str], sim, rate: float, seconds: float, load: str = "steady"
-    ) -> None:
+        self, bootstrap: str, topics: dict[str, str], sim, rate: float, seconds: float, load: str = "steady",
+        linger_ms: float = 5.0,
+    ) -> None:  # fmt: skip
         super().__init__(daemon=True)
         from confluent_kafka import Producer as KProducer
 
         from demandsense.serde import make_codec
 
         self.topics, self.rate, self.seconds = topics, rate, seconds
-        self.producer = KProducer({"bootstrap.servers": bootstrap, "linger.ms": 5, "queue.buffering.max.messages":
-                                   1_000_000})  # fmt: skip
+        self.producer = KProducer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms,
+                                   "queue.buffering.max.messages": 1_000_000})  # fmt: skip
         self.codecs = {k: make_codec("avro", k) for k in ("Sale", "InventoryEvent", "ItemParams")}
         self.records = self._cycle(sim, load)
         self.sim = sim
@@ -271,7 +273,7 @@ class AlertReader(threading.Thread):
 def one_run(bs: str, broker_pid: int | None, redis_url: str | None, sim, lateness: float | None, rate: float,
             duration: float, warmup: float, partitions: int, tag: str, extra: list[tuple[str, float | str]],
             profile: str | None = None, load: str = "steady",
-            consumer: dict[str, str] | None = None) -> dict:  # fmt: skip
+            consumer: dict[str, str] | None = None, linger_ms: float = 5.0) -> dict:  # fmt: skip
     from demandsense.embedded import create_topics, free_port
 
     topics = {k: f"bench.lat.{tag}.{k}" for k in ("Sale", "InventoryEvent", "ItemParams", "Alert", "Trigger", "Dead")}
@@ -280,7 +282,7 @@ def one_run(bs: str, broker_pid: int | None, redis_url: str | None, sim, latenes
     policy = Path(tempfile.mkdtemp(prefix="bench-lat-")) / "policy.toml"
     lines = ([] if lateness is None else [f"allowed_lateness_s = {lateness}"]) + [f"{k} = {v}" for k, v in extra]
     policy.write_text("[detection]\n" + "\n".join(lines) + "\n" if lines else "")
-    producer = Producer(bs, topics, sim, rate, duration + (300.0 if lateness is None else lateness), load)
+    producer = Producer(bs, topics, sim, rate, duration + (300.0 if lateness is None else lateness), load, linger_ms)
     producer.load_items()  # master data first, as in production
     mport = free_port()
     cmd = [PY, "-m", "demandsense.cli", "--log-level", "WARNING", "run", "--bootstrap-servers", bs,
@@ -361,6 +363,7 @@ def one_run(bs: str, broker_pid: int | None, redis_url: str | None, sim, latenes
         "views": redis_url is not None,
         "load": load,
         "consumer": consumer or {},
+        "linger_ms": linger_ms,
         "sent": sum(producer.counts.values()),
         "rate": sum(producer.counts.values()) / wall,
         "producer_behind_s": producer.behind_max,
@@ -402,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "from the defaults), optionally '/idle=S' for stream_idle_s, '/progress' for partition_progress = true "
         "and '/noviews' to run without Redis "
         f"views ({DEFAULT_RUNS}; --quick: {QUICK_RUNS}); '/replay' or '/steady' sets the load, '/fetchwait=MS' "
-        "the input's fetch.wait.max.ms",
+        "the input's fetch.wait.max.ms, '/linger=MS' the benchmark producer's linger.ms (5)",
     )
     p.add_argument(
         "--load",
@@ -432,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         views = "noviews" not in parts[1:] and not args.no_redis
         load = "replay" if "replay" in parts[1:] else ("steady" if "steady" in parts[1:] else args.load)
         consumer = dict(("fetch.wait.max.ms", x.split("=", 1)[1]) for x in parts[1:] if x.startswith("fetchwait="))
-        runs.append((None if lat == "default" else float(lat), extra, views, load, consumer))
+        linger = next((float(x.split("=", 1)[1]) for x in parts[1:] if x.startswith("linger=")), 5.0)
+        runs.append((None if lat == "default" else float(lat), extra, views, load, consumer, linger))
 
     from demandsense.embedded import Broker, RedisServer
     from demandsense.simulate import SimConfig, generate
@@ -440,20 +444,21 @@ def main(argv: list[str] | None = None) -> int:
     sim = generate(SimConfig(stores=10, skus=2000, days=14, seed=7))
     results = []
     with Broker() as broker, RedisServer() as redis_server:
-        for i, (lateness, extra, views, load, consumer) in enumerate(runs):
+        for i, (lateness, extra, views, load, consumer, linger) in enumerate(runs):
             name = (
                 ("default (300 s)" if lateness is None else f"{lateness:g} s")
                 + "".join(f", {k} = {v:g}" if isinstance(v, float) else f", {k} = {v}" for k, v in extra)
                 + ("" if views else ", no Redis views")
                 + f", {load} load"
                 + "".join(f", {k} = {v}" for k, v in consumer.items())
+                + f", producer linger.ms = {linger:g}"
             )
             say(f"allowed_lateness_s = {name}: {args.rate:,.0f} events/s for "
                 f"{args.duration + (300 if lateness is None else lateness):.0f} s ...")  # fmt: skip
             redis_url = redis_server.url if views else None
             r = one_run(broker.bootstrap_servers, broker.pid, redis_url, sim, lateness, args.rate, args.duration,
                         args.warmup, args.partitions, f"{i}{int(time.time())}", extra, args.profile, load,
-                        consumer)  # fmt: skip
+                        consumer, linger)  # fmt: skip
             results.append(r)
             say(f"  sent {r['sent']:,} ({r['rate']:,.0f}/s), {r['alerts']:,} alerts, {r['matched']:,} timed: "
                 f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms; to the sink: "
@@ -488,6 +493,7 @@ def render(results: list[dict], args) -> str:
         name += "" if r["views"] else "; **Redis views off**"
         name += "; replay load" if r["load"] == "replay" else ""
         name += "".join(f"; input `{k}` = {v}" for k, v in r["consumer"].items())
+        name += f"; **producer `linger.ms` = {r['linger_ms']:g}**" if r["linger_ms"] != 5 else ""
         types = ", ".join(f"{k} {v:,}" for k, v in sorted(r["by_type"].items()))
         timed = f"{r['matched']:,}" + (f" ({types})" if types else "")
         rows.append([name, fmt_rate(r["rate"]), f"{r['producer_behind_s']:.1f}", timed,
@@ -516,7 +522,10 @@ def render(results: list[dict], args) -> str:
         "the wait for the store's watermark. 'To the broker's ack': from the causing record's event time to the "
         "delivery report of its produce (the benchmark's producer queue and the broker's append); 'ack to alert': "
         "from that report to the alert's timestamp, i.e. what is left for demandsense (fetch included). "
-        "'Producer behind': how far the benchmark's own paced producer fell "
+        "'Producer `linger.ms`': how long the benchmark's producer gathers records into a batch (librdkafka's "
+        "default, 5 ms, unless marked); it is part of the measured latency, and larger batches are fewer objects "
+        "for the embedded broker to list on every fetch (`python -m bench.broker`). 'Producer behind': how far "
+        "the benchmark's own paced producer fell "
         "behind its schedule (CPU contention on the shared machine). 'Broker round trip at the end': the input "
         "consumer's mean request round trip to the broker over the last 5 s of load (`demandsense_broker_rtt_seconds`; "
         "a fetch with nothing to read is held 50 ms); the embedded broker's fetch gets slower as a partition "
