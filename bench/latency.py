@@ -54,6 +54,7 @@ DEFAULT_RUNS = (f"{LOW_LATENCY},{LOW_LATENCY}/noviews,{LOW_LATENCY}/linger=50,{L
                 "0/idle=0.25,0/idle=0.25/noviews/fetchwait=500,0/noviews,"
                 f"{LOW_LATENCY}/noviews/replay,default/noviews/linger=50")  # fmt: skip
 QUICK_RUNS = f"{LOW_LATENCY},{LOW_LATENCY}/noviews"
+LINGER_MS = 5.0  # the benchmark producer's linger.ms unless a run says '/linger=MS' (librdkafka's default)
 
 
 def hist_quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -67,12 +68,16 @@ def hist_quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return math.inf
 
 
-def scrape_histogram(port: int, name: str = "demandsense_event_to_alert_seconds") -> list[tuple[float, float]]:
+def metrics_text(port: int) -> str:
+    """The flow's ``/metrics`` page."""
     import urllib.request
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def scrape_histogram(port: int, name: str = "demandsense_event_to_alert_seconds") -> list[tuple[float, float]]:
     out = []
-    for line in text.splitlines():
+    for line in metrics_text(port).splitlines():
         if line.startswith(f"{name}_bucket{{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out.append((math.inf if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
@@ -81,10 +86,7 @@ def scrape_histogram(port: int, name: str = "demandsense_event_to_alert_seconds"
 
 def broker_rtt_ms(port: int) -> float:
     """The input consumer's mean round trip to the broker over the last 5 s (``demandsense_broker_rtt_seconds``)."""
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
+    for line in metrics_text(port).splitlines():
         if line.startswith("demandsense_broker_rtt_seconds{") and 'client="consumer"' in line:
             return float(line.rsplit(" ", 1)[1]) * 1000
     return math.nan
@@ -111,7 +113,7 @@ class Producer(threading.Thread):
 
     def __init__(
         self, bootstrap: str, topics: dict[str, str], sim, rate: float, seconds: float, load: str = "steady",
-        linger_ms: float = 5.0,
+        linger_ms: float = LINGER_MS,
     ) -> None:  # fmt: skip
         super().__init__(daemon=True)
         from confluent_kafka import Producer as KProducer
@@ -273,7 +275,7 @@ class AlertReader(threading.Thread):
 def one_run(bs: str, broker_pid: int | None, redis_url: str | None, sim, lateness: float | None, rate: float,
             duration: float, warmup: float, partitions: int, tag: str, extra: list[tuple[str, float | str]],
             profile: str | None = None, load: str = "steady",
-            consumer: dict[str, str] | None = None, linger_ms: float = 5.0) -> dict:  # fmt: skip
+            consumer: dict[str, str] | None = None, linger_ms: float = LINGER_MS) -> dict:  # fmt: skip
     from demandsense.embedded import create_topics, free_port
 
     topics = {k: f"bench.lat.{tag}.{k}" for k in ("Sale", "InventoryEvent", "ItemParams", "Alert", "Trigger", "Dead")}
@@ -405,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "from the defaults), optionally '/idle=S' for stream_idle_s, '/progress' for partition_progress = true "
         "and '/noviews' to run without Redis "
         f"views ({DEFAULT_RUNS}; --quick: {QUICK_RUNS}); '/replay' or '/steady' sets the load, '/fetchwait=MS' "
-        "the input's fetch.wait.max.ms, '/linger=MS' the benchmark producer's linger.ms (5)",
+        f"the input's fetch.wait.max.ms, '/linger=MS' the benchmark producer's linger.ms ({LINGER_MS:g})",
     )
     p.add_argument(
         "--load",
@@ -435,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         views = "noviews" not in parts[1:] and not args.no_redis
         load = "replay" if "replay" in parts[1:] else ("steady" if "steady" in parts[1:] else args.load)
         consumer = dict(("fetch.wait.max.ms", x.split("=", 1)[1]) for x in parts[1:] if x.startswith("fetchwait="))
-        linger = next((float(x.split("=", 1)[1]) for x in parts[1:] if x.startswith("linger=")), 5.0)
+        linger = next((float(x.split("=", 1)[1]) for x in parts[1:] if x.startswith("linger=")), LINGER_MS)
         runs.append((None if lat == "default" else float(lat), extra, views, load, consumer, linger))
 
     from demandsense.embedded import Broker, RedisServer
@@ -493,7 +495,7 @@ def render(results: list[dict], args) -> str:
         name += "" if r["views"] else "; **Redis views off**"
         name += "; replay load" if r["load"] == "replay" else ""
         name += "".join(f"; input `{k}` = {v}" for k, v in r["consumer"].items())
-        name += f"; **producer `linger.ms` = {r['linger_ms']:g}**" if r["linger_ms"] != 5 else ""
+        name += f"; **producer `linger.ms` = {r['linger_ms']:g}**" if r["linger_ms"] != LINGER_MS else ""
         types = ", ".join(f"{k} {v:,}" for k, v in sorted(r["by_type"].items()))
         timed = f"{r['matched']:,}" + (f" ({types})" if types else "")
         rows.append([name, fmt_rate(r["rate"]), f"{r['producer_behind_s']:.1f}", timed,
