@@ -36,8 +36,6 @@ BROKER_RTT = Gauge(
     "Mean round trip of a Kafka client's requests to each broker over the last statistics interval.",
     ["client", "broker"],
 )
-STATS_INTERVAL_MS = 5000
-"""librdkafka's ``statistics.interval.ms`` of the input consumer and the sink's producer."""
 DELIVERY_ERRORS = Counter("demandsense_delivery_errors", "Kafka produce deliveries that failed.", ["topic"])
 DELIVERY_RETRIES = Counter(
     "demandsense_delivery_retries", "Records produced again after their delivery failed.", ["topic"]
@@ -50,8 +48,13 @@ PRODUCER_QUEUE_FULL = Counter(
 )
 
 
-def broker_rtt_stats(client: str) -> Callable[[str], None]:
-    """A librdkafka ``stats_cb`` that sets :data:`BROKER_RTT` for ``client`` (``consumer`` or ``producer``).
+def broker_rtt_config(client: str) -> dict[str, object]:
+    """librdkafka settings that report ``client``'s (``consumer`` or ``producer``) round trips every 5 s."""
+    return {"statistics.interval.ms": 5000, "stats_cb": _broker_rtt_stats(client)}
+
+
+def _broker_rtt_stats(client: str) -> Callable[[str], None]:
+    """A librdkafka ``stats_cb`` that sets :data:`BROKER_RTT` for ``client``.
 
     A broker that answered no request in the interval keeps its last value.
     """

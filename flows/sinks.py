@@ -83,8 +83,7 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
             {
                 "linger.ms": 5,
                 "acks": "all",
-                "statistics.interval.ms": metrics.STATS_INTERVAL_MS,
-                "stats_cb": metrics.broker_rtt_stats("producer"),
+                **metrics.broker_rtt_config("producer"),
                 **producer_config,
                 **librdkafka_overrides("PRODUCER"),
             }

@@ -349,8 +349,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
             # costs 20 fetch requests a second.
             "fetch.wait.max.ms": 50,
             "socket.nagle.disable": True,  # fetch requests are small: do not let them wait for ACKs
-            "statistics.interval.ms": metrics.STATS_INTERVAL_MS,
-            "stats_cb": metrics.broker_rtt_stats("consumer"),
+            **metrics.broker_rtt_config("consumer"),
             **config,
             **librdkafka_overrides("CONSUMER"),
         }
