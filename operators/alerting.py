@@ -42,6 +42,10 @@ class Episode:
     seq: int = 0
     open: bool = True
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its fields: the same snapshot whether this module runs compiled or not."""
+        return (Episode, (self.start, self.emitted_at, self.priority, self.seq, self.open))
+
 
 def priority(cond: Condition, lead_time_hours: float, rules: Alerting) -> int:
     """0-100: value at risk (saturating) x confidence x urgency, comparable across types.

@@ -18,16 +18,12 @@ store drops it entirely once it is idle, holds no stock and has no open alert.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
 
 from operators.alerting import Condition, Episode
 from operators.detectors import confidence, cusum_down_quiet, cusum_on_event, cusum_up_quiet, demand_tail
 from operators.events import COUNT_TYPES, HOUR_MS, InventoryEvent, ItemParams, Sale
 from operators.policy import Detection, ItemDefaults
 from operators.profile import StoreProfile
-
-T = TypeVar("T")
 
 CLOSED_INTENSITY = 0.1  # hours below a tenth of the week's mean intensity count as closed
 PROMO_MS = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
@@ -38,17 +34,20 @@ DAY_CV2_PRIOR = 0.2  # day-to-day CV² an item starts from: demand swinging abou
 DAY_CV2_PRIOR_DAYS = 7.0  # fully informative days of prior weight in the day-level CV² estimate
 
 
+_ITEM_FIELDS = (
+    "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
+    "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
+    "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale", "day_units", "day_expected", "cv2_w",
+    "cv2_sum", "queued",
+)  # fmt: skip
+
+
 class ItemState:
     """Learned and operational state of one SKU in one store."""
 
-    __slots__ = (
-        "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
-        "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
-        "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale", "day_units", "day_expected", "cv2_w",
-        "cv2_sum", "queued",
-    )  # fmt: skip
+    __slots__ = _ITEM_FIELDS
 
-    def __init__(self, t: int) -> None:
+    def __init__(self, t: int = 0) -> None:
         self.t = t  # event time the model has been advanced to
         self.x = 0.0  # decayed transactions (promotion-adjusted)
         self.p = 0.0  # decayed exposure, in profile-hours
@@ -80,14 +79,14 @@ class ItemState:
         self.queued: int | None = None  # time of the item's live entry in its store's heap of due looks
 
     def __getstate__(self) -> tuple:
-        return tuple(getattr(self, s) for s in self.__slots__)
+        return tuple(getattr(self, s) for s in _ITEM_FIELDS)
 
     def __setstate__(self, state: tuple) -> None:
-        if len(state) == len(self.__slots__) - 5:  # a snapshot from before the day-level CV²: none learned
+        if len(state) == len(_ITEM_FIELDS) - 5:  # a snapshot from before the day-level CV²: none learned
             state = (*state, 0.0, 0.0, 0.0, 0.0)
-        if len(state) == len(self.__slots__) - 1:  # before ``queued``: the heap then held an entry at ``due``
-            state = (*state, state[self.__slots__.index("due")])
-        for name, value in zip(self.__slots__, state, strict=True):
+        if len(state) == len(_ITEM_FIELDS) - 1:  # before ``queued``: the heap then held an entry at ``due``
+            state = (*state, state[_ITEM_FIELDS.index("due")])
+        for name, value in zip(_ITEM_FIELDS, state, strict=True):
             setattr(self, name, value)
 
     # -- the demand model -------------------------------------------------------------------
@@ -369,23 +368,17 @@ class ItemState:
         return out
 
 
-class _lazy(Generic[T]):
-    """A figure computed on first use and then kept on the instance (unlike ``functools.cached_property``
-    on Python 3.11, it takes no lock: a look belongs to one thread)."""
-
-    def __init__(self, figure: Callable[[Any], T]) -> None:
-        self.figure, self.name = figure, figure.__name__
-        self.__doc__ = figure.__doc__
-
-    def __get__(self, look: Any, owner: type | None = None) -> T:
-        if look is None:
-            return self  # type: ignore[return-value]
-        value = look.__dict__[self.name] = self.figure(look)
-        return value
-
-
 class Look:
-    """One item at one time: the figures its detectors and its replenishment share, each computed once."""
+    """One item at one time: the figures its detectors and its replenishment share, each computed once.
+
+    Most looks at an item need none of the costlier figures, so each is computed on first use and
+    kept (plain attributes rather than a descriptor, so the class compiles as a native class).
+    """
+
+    __slots__ = (
+        "item", "t", "profile", "prior", "det", "params", "warm", "armed", "lift", "base", "price", "lead",
+        "_intensity", "_exp_rate", "_obs_rate", "_day_rate", "_pace", "_h_phantom", "_ceiling", "_moments",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -399,49 +392,60 @@ class Look:
         warm: bool,
     ) -> None:
         self.item, self.t, self.profile, self.prior, self.det = item, t, profile, prior, det
-        self.params, self.defaults, self.warm = params, d, warm
+        self.params, self.warm = params, warm
         self.armed = warm and item.n_sales >= det.min_history_sales
         self.lift = item.lift(t, det)
         self.base = item.base_rate(prior, det)
+        self.price = _get(params, "unit_price", d.unit_price)
+        self.lead = _get(params, "lead_time_hours", d.lead_time_hours)
+        self._intensity: float | None = None
+        self._exp_rate: float | None = None
+        self._obs_rate: float | None = None
+        self._day_rate: float | None = None
+        self._pace: float | None = None
+        self._h_phantom: float | None = None
+        self._ceiling: float | None = None
+        self._moments: tuple[float, float] | None = None
 
-    # the figures below are computed on first use: most looks at an item need none of them
-    @_lazy
-    def price(self) -> float:
-        return _get(self.params, "unit_price", self.defaults.unit_price)
-
-    @_lazy
-    def lead(self) -> float:
-        return _get(self.params, "lead_time_hours", self.defaults.lead_time_hours)
-
-    @_lazy
+    @property
     def intensity(self) -> float:
-        return self.profile.intensity(self.t)
+        if self._intensity is None:
+            self._intensity = self.profile.intensity(self.t)
+        return self._intensity
 
     @property
     def open_now(self) -> bool:
         """A closed store (a tenth of the week's mean intensity or less) opens no rate alert."""
         return self.intensity >= CLOSED_INTENSITY
 
-    @_lazy
+    @property
     def exp_rate(self) -> float:
         """Expected units per hour now."""
-        return self.base * self.intensity * self.lift * self.item.basket()
+        if self._exp_rate is None:
+            self._exp_rate = self.base * self.intensity * self.lift * self.item.basket()
+        return self._exp_rate
 
-    @_lazy
+    @property
     def obs_rate(self) -> float:
         """Units sold over the trailing hour."""
-        return self.item.recent_units(self.t)
+        if self._obs_rate is None:
+            self._obs_rate = self.item.recent_units(self.t)
+        return self._obs_rate
 
-    @_lazy
+    @property
     def day_rate(self) -> float:
         """Expected units per hour over the next day."""
-        return self.item.expected_units(self.t, 24, self.profile, self.prior, self.det) / 24
+        if self._day_rate is None:
+            self._day_rate = self.item.expected_units(self.t, 24, self.profile, self.prior, self.det) / 24
+        return self._day_rate
 
-    @_lazy
+    @property
     def pace(self) -> float:
         """How much the spike and drop thresholds rise for a fast mover: a fast mover's many chances to
         fluctuate must not buy it more false alarms per day than a slow one."""
-        return math.log(max(1.0, self.base * 24 / self.det.threshold_rate_per_day))
+        if self._pace is None:
+            self._pace = math.log(max(1.0, self.base * 24 / self.det.threshold_rate_per_day))
+        return self._pace
 
     @property
     def h_spike(self) -> float:
@@ -451,20 +455,26 @@ class Look:
     def h_drop(self) -> float:
         return self.det.drop_threshold + self.pace
 
-    @_lazy
+    @property
     def h_phantom(self) -> float:
-        per_day = max(self.base * 24, 1e-9)
-        return max(self.det.phantom_threshold, math.log(per_day / self.det.phantom_false_alarms_per_day))
+        if self._h_phantom is None:
+            per_day = max(self.base * 24, 1e-9)
+            self._h_phantom = max(self.det.phantom_threshold, math.log(per_day / self.det.phantom_false_alarms_per_day))
+        return self._h_phantom
 
-    @_lazy
+    @property
     def ceiling(self) -> float:
         """A cheap bound above any plausible demand over the lead time (:meth:`ItemState.demand_ceiling`)."""
-        return self.item.demand_ceiling(self.lead, self.profile, self.prior, self.det)
+        if self._ceiling is None:
+            self._ceiling = self.item.demand_ceiling(self.lead, self.profile, self.prior, self.det)
+        return self._ceiling
 
-    @_lazy
+    @property
     def moments(self) -> tuple[float, float]:
         """Mean and variance of unit demand over the lead time from now (:meth:`ItemState.demand_moments`)."""
-        return self.item.demand_moments(self.t, self.lead, self.profile, self.prior, self.det)
+        if self._moments is None:
+            self._moments = self.item.demand_moments(self.t, self.lead, self.profile, self.prior, self.det)
+        return self._moments
 
     def risk_possible(self) -> bool:
         """False when the position is so far above any plausible lead-time demand that the risk is nil."""

@@ -57,15 +57,18 @@ class StoreOut:
         self.counts[source, outcome] = self.counts.get((source, outcome), 0) + 1
 
 
+_STORE_FIELDS = (
+    "store_id", "profile", "items", "params", "category_items", "category_sales", "buffer", "first_seen",
+    "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned", "leaps", "progress",
+)  # fmt: skip
+
+
 class StoreState:
     """Keyed state of one store (see the module docstring for the rules)."""
 
-    __slots__ = (
-        "store_id", "profile", "items", "params", "category_items", "category_sales", "buffer", "first_seen",
-        "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned", "leaps", "progress",
-    )  # fmt: skip
+    __slots__ = _STORE_FIELDS
 
-    def __init__(self, store_id: str) -> None:
+    def __init__(self, store_id: str = "") -> None:
         self.store_id = store_id
         self.profile = StoreProfile()
         self.items: dict[str, ItemState] = {}
@@ -85,11 +88,11 @@ class StoreState:
         self.progress: dict[tuple[str, int], int] = {}  # per stream: newest event time read, of any store
 
     def __getstate__(self) -> tuple:
-        return tuple(getattr(self, s) for s in self.__slots__)
+        return tuple(getattr(self, s) for s in _STORE_FIELDS)
 
     def __setstate__(self, state: tuple) -> None:
         self.leaps, self.progress = {}, {}  # absent from snapshots made before they existed
-        for name, value in zip(self.__slots__, state, strict=False):
+        for name, value in zip(_STORE_FIELDS, state, strict=False):
             setattr(self, name, value)
 
     def on_events(
