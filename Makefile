@@ -8,8 +8,9 @@ DEMO_ARGS ?=
 
 venv: $(STAMP)
 
-# Re-install only when the dependencies change.
-$(STAMP): pyproject.toml
+# Re-install only when the dependencies change. The editable install is pure Python, so an edited .py is what
+# runs; `pip install .` and the Docker image compile operators/ with mypyc (setup.py).
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -e '.[dev]'
 	touch $@
