@@ -84,6 +84,16 @@ def write_result(name: str, title: str, body: str) -> Path:
     return path
 
 
+def compiled_install(dest: Path) -> dict[str, str]:
+    """demandsense as ``pip install`` builds it (``operators/`` compiled by mypyc: setup.py) into ``dest``;
+    the environment that runs it (``python -P -m demandsense.cli``: ``-P`` keeps the source tree off the path)."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade", "--target",
+                    str(dest), str(ROOT)], check=True, env={**os.environ, "DEMANDSENSE_COMPILE": "1"})  # fmt: skip
+    return {**os.environ, "PYTHONPATH": str(dest)}
+
+
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

@@ -6,8 +6,10 @@ enough days for ``--events``) as Confluent Avro with event-time timestamps into 
 interleaved so that load from other jobs on the machine spreads over all of them:
 
 - ``demandsense``: ``demandsense run --from-beginning --exit-at-end`` with Redis views and metrics
-  on (decode, validation, dedup, every detector, triggers, alerts and dead letters to Kafka);
-- ``demandsense x2``: the same as two processes (``--process-id``/``--addresses``);
+  on (decode, validation, dedup, every detector, triggers, alerts and dead letters to Kafka), as
+  ``pip install`` builds it (``operators/`` compiled by mypyc, see setup.py), and as pure Python
+  (the editable development install);
+- ``demandsense x2``: the compiled build as two processes (``--process-id``/``--addresses``);
 - ``raw consumer``: confluent-kafka + fastavro decode, no engine (``bench/passthrough.py raw``);
 - ``bytewax passthrough``: Bytewax KafkaSource -> decode/re-encode -> KafkaSink (``... bytewax``);
 - ``quix passthrough``: the same in Quix Streams (``bench/quix_passthrough.py``), if installed.
@@ -35,7 +37,18 @@ from pathlib import Path
 
 import psutil
 
-from bench._util import RESULTS, SIM_SKUS, SIM_STORES, fmt_rate, median, say, sim_days, table, write_result
+from bench._util import (
+    RESULTS,
+    SIM_SKUS,
+    SIM_STORES,
+    compiled_install,
+    fmt_rate,
+    median,
+    say,
+    sim_days,
+    table,
+    write_result,
+)
 
 PY = sys.executable
 
@@ -93,7 +106,7 @@ def demandsense_cmds(bootstrap: str, redis_url: str | None, processes: int, extr
                      ) -> list[list[str]]:  # fmt: skip
     from demandsense.embedded import free_port
 
-    base = [PY, "-m", "demandsense.cli", "--log-level", "WARNING", "run", "--bootstrap-servers", bootstrap,
+    base = [PY, "-P", "-m", "demandsense.cli", "--log-level", "WARNING", "run", "--bootstrap-servers", bootstrap,
             "--from-beginning", "--exit-at-end", *(["--redis-url", redis_url] if redis_url else []),
             *(extra or [])]  # fmt: skip
     if processes == 1:
@@ -139,7 +152,7 @@ def hot_spots(raw: Path, top: int = 15) -> tuple[int, list[tuple[str, float, flo
     return total, rows
 
 
-def profile(bootstrap: str, redis_url: str, out_svg: Path) -> tuple[float, Path | None]:
+def profile(bootstrap: str, redis_url: str, out_svg: Path, env: dict[str, str]) -> tuple[float, Path | None]:
     """py-spy over one demandsense run: collapsed stacks, rendered as a flame graph (SVG)."""
     spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
     if not Path(spy).exists():
@@ -148,7 +161,8 @@ def profile(bootstrap: str, redis_url: str, out_svg: Path) -> tuple[float, Path 
     cmd = demandsense_cmds(bootstrap, redis_url, 1)[0]
     raw = Path(tempfile.mkdtemp(prefix="bench-profile-")) / "demandsense.collapsed.txt"
     say("profiling one demandsense run with py-spy ...")
-    r = run_procs([[spy, "record", "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(raw), "--", *cmd]])
+    r = run_procs([[spy, "record", "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(raw), "--", *cmd]],
+                  env=env)  # fmt: skip
     flame_svg(raw, out_svg, "demandsense run --from-beginning --exit-at-end (py-spy, 200 Hz)")
     return r.wall_s, raw
 
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partitions", type=int, default=4, help="partitions of each input topic (4)")
     p.add_argument("--quick", action="store_true", help="100k events, one repeat, no profile (under a minute)")
     p.add_argument("--no-profile", action="store_true")
-    p.add_argument("--only", help="comma-separated subset: raw,bytewax,quix,ds1,ds2,ds1nv (views off)")
+    p.add_argument("--only", help="comma-separated subset: raw,bytewax,quix,ds1,ds2,ds1nv (views off),ds1py (pure)")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.repeats, args.no_profile = min(args.events, 100_000), 1, True
@@ -227,10 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     say(f"simulating {cfg.stores} stores x {cfg.skus} SKUs x {days:g} days")
     sim = generate(cfg)
     have_quix = importlib.util.find_spec("quixstreams") is not None
-    configs = ["raw", "bytewax", "ds1", "ds2", "ds1nv"] + (["quix"] if have_quix else [])
+    configs = ["raw", "bytewax", "ds1", "ds1py", "ds2", "ds1nv"] + (["quix"] if have_quix else [])
     if args.only:
         configs = [c for c in configs if c in args.only.split(",")]
     results: dict[str, list[Run]] = defaultdict(list)
+    say("building demandsense as pip installs it (mypyc) ...")
+    compiled = compiled_install(Path(tempfile.mkdtemp(prefix="bench-compiled-")))
 
     with Broker() as broker, RedisServer() as redis_server:
         bs = broker.bootstrap_servers
@@ -247,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         create_topics(bs, empty.values(), partitions=args.partitions)
         startup_extra = ["--sales-topic", empty["Sale"], "--inventory-topic", empty["InventoryEvent"],
                          "--items-topic", empty["ItemParams"]]  # fmt: skip
-        startup = run_procs(demandsense_cmds(bs, redis_server.url, 1, startup_extra)).wall_s
+        startup = run_procs(demandsense_cmds(bs, redis_server.url, 1, startup_extra), env=compiled).wall_s
         say(f"demandsense start-up and shutdown over empty topics: {startup:.2f} s")
 
         def one(name: str) -> Run:
@@ -267,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     delete_topics(bs, [out])  # the broker keeps everything in memory
             redis_url = None if name == "ds1nv" else redis_server.url
-            return run_procs(demandsense_cmds(bs, redis_url, 2 if name == "ds2" else 1))
+            env = None if name == "ds1py" else compiled
+            return run_procs(demandsense_cmds(bs, redis_url, 2 if name == "ds2" else 1), env=env)
 
         for rep in range(args.repeats):
             order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
@@ -279,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
         prof_wall, raw = (float("nan"), None)
         if not args.no_profile:
-            prof_wall, raw = profile(bs, redis_server.url, RESULTS / "flame.svg")
+            prof_wall, raw = profile(bs, redis_server.url, RESULTS / "flame.svg", compiled)
 
     report = render(results, total, counts, cfg, args, startup, prof_wall, raw)
     print(report)
@@ -290,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
 LABELS = {
     "ds1": "demandsense (1 proc)",
+    "ds1py": "demandsense (1 proc, pure Python)",
     "ds2": "demandsense (2 procs)",
     "ds1nv": "demandsense (1 proc, no Redis views)",
     "bytewax": "Bytewax passthrough",
@@ -303,7 +321,7 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         return median([total / r.wall_s for r in results.get(name, [])])
 
     rows = []
-    for name in ("ds1", "ds2", "ds1nv", "bytewax", "quix", "raw"):
+    for name in ("ds1", "ds1py", "ds2", "ds1nv", "bytewax", "quix", "raw"):
         runs = results.get(name)
         if not runs:
             continue
@@ -319,9 +337,11 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
             f"{median([r.peak_rss_mb for r in runs]):.0f}",
             fmt_rate(steady) if steady else "",
         ])  # fmt: skip
-    ds1, ds2, bw, quix, raw_rate, nv = (rate(n) for n in ("ds1", "ds2", "bytewax", "quix", "raw", "ds1nv"))
+    ds1, ds2, bw, quix, raw_rate, nv, py = (rate(n) for n in ("ds1", "ds2", "bytewax", "quix", "raw", "ds1nv", "ds1py"))
     ratios = [
         ["demandsense (1 proc) / Bytewax passthrough", f"{ds1 / bw:.2f}x", ">= 1.0x", _ok(ds1 / bw >= 1.0)],
+        ["demandsense (1 proc, pure Python) / Bytewax passthrough", f"{py / bw:.2f}x", "", ""],
+        ["demandsense compiled / pure Python (1 proc)", f"{ds1 / py:.2f}x", "", ""],
         ["demandsense (1 proc, no Redis views) / Bytewax passthrough", f"{nv / bw:.2f}x", "", ""],
         ["demandsense 2 procs / 1 proc", f"{ds2 / ds1:.2f}x", ">= 1.6x", _ok(ds2 / ds1 >= 1.6)],
         ["raw consumer + fastavro / Bytewax passthrough", f"{raw_rate / bw:.2f}x", "", ""],
@@ -334,7 +354,8 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         f"({', '.join(f'{t}: {n:,}' for t, n in counts.items())}); input topics with {args.partitions} partitions; "
         f"embedded Tansu broker and Redis on loopback. Each configuration ran {args.repeats} time(s), interleaved; "
         "events/s is input records / wall time of the process(es) from start to exit (median of the runs). "
-        "demandsense runs with Redis views and metrics on.",
+        "demandsense runs with Redis views and metrics on, compiled as `pip install` builds it unless it says "
+        "pure Python.",
         "",
         table(
             [
