@@ -86,12 +86,13 @@ def write_result(name: str, title: str, body: str) -> Path:
 
 def compiled_install(dest: Path) -> dict[str, str]:
     """demandsense as ``pip install`` builds it (``operators/`` compiled by mypyc: setup.py) into ``dest``;
-    the environment that runs it (``python -P -m demandsense.cli``: ``-P`` keeps the source tree off the path)."""
+    the environment that runs it with ``python -P`` (``-P`` keeps the working directory off the path; the
+    source tree comes after ``dest``, for ``bench``)."""
     import subprocess
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade", "--target",
                     str(dest), str(ROOT)], check=True, env={**os.environ, "DEMANDSENSE_COMPILE": "1"})  # fmt: skip
-    return {**os.environ, "PYTHONPATH": str(dest)}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(dest), str(ROOT)])}
 
 
 def say(msg: str) -> None:

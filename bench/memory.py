@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from bench._util import RESULTS, say, table, write_result
+from bench._util import RESULTS, compiled_install, say, table, write_result
 
 ITEMS_PER_STORE = 1000
 DAYS = 3
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "pickle copies of the driven ones (100,000; give 1000000 to drive every key, ~15 min)",
     )
     p.add_argument("--snapshot-interval", type=float, default=30.0, help="epoch length to judge snapshot cost (30)")
+    p.add_argument("--compiled", action="store_true", help="measure operators/ as pip installs it (mypyc)")
     args = p.parse_args(argv)
     if args.restore:
         print(json.dumps(restore(args.restore)), flush=True)
@@ -260,26 +262,29 @@ def main(argv: list[str] | None = None) -> int:
     counts = [10_000, 100_000] if args.quick else [int(x) for x in args.keys.split(",")]
     if args.quick:
         args.drive_keys = 10_000
+    env = compiled_install(Path(tempfile.mkdtemp(prefix="bench-compiled-"))) if args.compiled else None
+    py = [sys.executable, "-P"] if args.compiled else [sys.executable]
     rows = []
     for n in counts:
         say(f"building {n:,} keys in a fresh process ...")
-        cmd = [sys.executable, "-m", "bench.memory", "--child", str(n), "--drive-keys", str(args.drive_keys)]
-        out = subprocess.run(cmd, capture_output=True,
-                             text=True, check=True)  # fmt: skip
+        cmd = [*py, "-m", "bench.memory", "--child", str(n), "--drive-keys", str(args.drive_keys)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        out = subprocess.run([sys.executable, "-m", "bench.memory", "--restore", r.pop("path")], capture_output=True,
-                             text=True, check=True)  # fmt: skip
+        out = subprocess.run([*py, "-m", "bench.memory", "--restore", r.pop("path")], capture_output=True,
+                             text=True, check=True, env=env)  # fmt: skip
         r |= json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(r)
         say(f"  {r['keys']:,} keys ({r['stores']} stores, {r['events']:,} events, {r['open_keys']:,} open, "
             f"built in {r['build_s']:.1f} s): RSS {r['rss_per_key']:.0f} B/key "
             f"(restored {r['rss_restored_per_key']:.0f}), snapshot {r['snapshot_per_key']:.0f} B/key, "
             f"full snapshot {r['dump_s']:.2f} s, restore {r['load_s']:.2f} s")  # fmt: skip
-    report = render(rows, args.snapshot_interval)
-    if plot(rows, RESULTS / "memory.png"):
-        report += "\n\n![state size against key count](memory.png)\n"
+    build = "operators/ compiled by mypyc, as `pip install` builds it" if args.compiled else "pure Python (editable)"
+    name = "memory_compiled" if args.compiled else "memory"
+    report = f"Build: {build}.\n\n" + render(rows, args.snapshot_interval)
+    if plot(rows, RESULTS / f"{name}.png"):
+        report += f"\n\n![state size against key count]({name}.png)\n"
     print(report)
-    say(f"wrote {write_result('memory', 'Memory and state', report)}")
+    say(f"wrote {write_result(name, 'Memory and state', report)}")
     return 0
 
 
