@@ -312,7 +312,7 @@ def _run(args: argparse.Namespace) -> int:
         extra={
             "process_id": process_id, "processes": processes, "workers": args.workers,
             "recovery_dir": str(args.recovery_dir) if args.recovery_dir else None,
-            "snapshot_interval_s": args.snapshot_interval,
+            "snapshot_interval_s": args.snapshot_interval, "compiled": _compiled(),
         },
     )  # fmt: skip
     cli_main(
@@ -377,6 +377,13 @@ def _recovery_partitions(path: Path) -> dict[int, int]:
         finally:
             con.close()
     return found
+
+
+def _compiled() -> bool:
+    """Whether the decision layer runs as mypyc-compiled C (``pip install``, the image) or as Python source."""
+    import operators.store
+
+    return not operators.store.__file__.endswith(".py")
 
 
 def _init_recovery(path: Path, process_id: int = 0, processes: int = 1, workers: int = 1) -> Path:

@@ -8,6 +8,7 @@ recovery snapshot between the two builds in both directions.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -117,6 +118,17 @@ def test_compiled_and_pure_python_give_the_same_alerts_and_triggers(compiled: Pa
     assert pure[0].endswith(".py") and fast[0].endswith(".so")
     assert pure[1] > 0 and pure[2] > 0, "the simulated run must raise alerts and triggers to compare"
     assert fast[1:] == pure[1:]
+
+
+@pytest.mark.integration
+def test_the_compiled_build_runs_the_flow_and_says_so(compiled: Path, kafka_bootstrap: str, topic_factory) -> None:
+    topics = [t for name in ("sales", "inventory", "alerts", "triggers", "dead-letter") for t in
+              (f"--{name}-topic", topic_factory())]  # fmt: skip
+    run = python(compiled, "-m", "demandsense.cli", "run", "--log-format", "json", "--bootstrap-servers",
+                 kafka_bootstrap, "--exit-at-end", "--metrics-port", "0", *topics)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    starting = next(json.loads(line) for line in run.stderr.splitlines() if '"flow starting"' in line)
+    assert starting["compiled"] is True
 
 
 @pytest.mark.parametrize("first, second", [("pure", "compiled"), ("compiled", "pure")])

@@ -88,6 +88,7 @@ def test_run_logs_json_lines(kafka_bootstrap: str, topic_factory) -> None:
     assert [r["message"] for r in records][-1] == "flow finished: every input reached its end", run.stderr[-2000:]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert records[0]["message"] == "flow starting" and records[0]["workers"] == 1
+    assert records[0]["compiled"] is False  # the development install runs the Python source
 
 
 def test_bad_log_level_is_one_clear_line() -> None:
