@@ -17,9 +17,13 @@ URGENCY = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Condition:
-    """What a detector sees for one item and type at one time; ``active`` says if it holds."""
+    """What a detector sees for one item and type at one time; ``active`` says if it holds.
+
+    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, which compiled
+    (mypyc) cost 10% of the decision layer's instructions; a look makes one per type it judges.
+    """
 
     alert_type: str
     active: bool
