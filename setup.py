@@ -1,9 +1,9 @@
 """Build: the domain math (``operators/``) compiled to C extensions with mypyc; everything else stays Python.
 
-The compiled modules run the same code, type-checked by mypy, 2-2.5x faster (bench/README.md,
-throughput). An editable install (``pip install -e``, the Makefile's) stays pure Python, so that
-an edited ``.py`` is what runs; ``DEMANDSENSE_COMPILE=0`` makes any build pure Python. Metadata
-lives in pyproject.toml.
+The compiled modules run the same code, type-checked by mypy; the decision layer runs 2-2.5x
+faster (bench/README.md, throughput). An editable install (``pip install -e``, the Makefile's)
+stays pure Python, so that an edited ``.py`` is what runs; ``DEMANDSENSE_COMPILE=0`` makes any
+build pure Python. Metadata lives in pyproject.toml.
 """
 
 import os

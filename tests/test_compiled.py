@@ -21,16 +21,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
-# Runs a simulated catalogue through StoreState, as `demandsense replay` feeds it, and prints a digest of every
-# alert, trigger and late record. argv: [mode, snapshot path]; "first" stops halfway and pickles the states,
-# "second" loads them and goes on; "whole" runs it all.
+# Runs a simulated catalogue through StoreState (item params first, then events in event-time order, in
+# batches of 500 split by store) and prints a digest of every alert, trigger and late record.
+# argv: [mode, snapshot path]; "first" stops halfway and pickles the states, "second" loads them and
+# goes on; "whole" runs it all.
 DIGEST = r"""
 import hashlib, pickle, sys
 from dataclasses import astuple
 import operators.store
 from demandsense.simulate import SimConfig, generate
 from demandsense.validate import VALIDATORS
-from operators.events import ItemParams, Origin
+from operators.events import Origin
 from operators.policy import Policy
 from operators.store import StoreState
 
