@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from bench._util import compiled_install
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
@@ -72,12 +74,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which(os.environ.get("CC", "cc")) is None:
         pytest.skip("no C compiler: the compiled build cannot be made here")
     target = tmp_path_factory.mktemp("compiled")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(ROOT)],
-        check=True,
-        env={**os.environ, "DEMANDSENSE_COMPILE": "1"},
-        timeout=600,
-    )
+    compiled_install(target)
     return target
 
 
