@@ -3,10 +3,12 @@
 The compiled modules run the same code, type-checked by mypy; the decision layer runs 2-2.5x
 faster (bench/README.md, throughput). An editable install (``pip install -e``, the Makefile's)
 stays pure Python, so that an edited ``.py`` is what runs; ``DEMANDSENSE_COMPILE=0`` makes any
-build pure Python. Metadata lives in pyproject.toml.
+build pure Python, and so does a machine without a C compiler (``cc``, or ``$CC``), with a
+warning. Metadata lives in pyproject.toml.
 """
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +20,11 @@ COMPILED = sorted(p.as_posix() for p in Path("operators").glob("*.py") if p.name
 
 def ext_modules() -> list:
     if os.environ.get("DEMANDSENSE_COMPILE", "1") == "0" or "editable_wheel" in sys.argv:
+        return []
+    compiler = os.environ.get("CC", "cc").split()[0]
+    if shutil.which(compiler) is None:
+        print(f"demandsense: no C compiler ({compiler}): building pure Python, without the compiled operators/",
+              file=sys.stderr)  # fmt: skip
         return []
     from mypyc.build import mypycify
 

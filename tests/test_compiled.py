@@ -78,6 +78,16 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def test_without_a_c_compiler_the_build_is_pure_python(tmp_path: Path) -> None:
+    env = {**os.environ, "DEMANDSENSE_COMPILE": "1", "CC": str(tmp_path / "no-such-cc")}
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(tmp_path / "pure"),
+                          "-v", str(ROOT)], env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "no C compiler" in run.stdout + run.stderr
+    assert (tmp_path / "pure" / "operators" / "store.py").exists()
+    assert not list((tmp_path / "pure").rglob("*.so"))
+
+
 def python(path: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
     """Run Python with ``path`` (the compiled build) or the source tree first on the path (``-P``: not the cwd)."""
     first = str(path) if path is not None else str(ROOT)
