@@ -86,3 +86,16 @@ def test_simulate_writes_a_week_of_five_stores(tmp_path: Path) -> None:
         assert (tmp_path / f"{name}.jsonl").stat().st_size > 0
     labels = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert {lab["scenario"] for lab in labels} >= {"DEMAND_SPIKE", "DEMAND_DROP", "STOCKOUT", "PHANTOM_INVENTORY"}
+
+
+def test_commands_collect_cycles_at_the_flow_threshold(tmp_path: Path) -> None:
+    import gc
+
+    from demandsense import cli
+
+    before = gc.get_threshold()
+    try:
+        assert cli.main(["simulate", "--out", str(tmp_path), "--stores", "1", "--skus", "5", "--days", "1"]) == 0
+        assert gc.get_threshold() == cli.GC_THRESHOLD != before
+    finally:
+        gc.set_threshold(*before)
