@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                     delete_topics(bs, [out])  # the broker keeps everything in memory
             redis_url = None if name == "ds1nv" else redis_server.url
             env = None if name == "ds1py" else compiled
+            delete_topics(bs, topics.outputs().values())  # each run writes to empty topics, as the passthroughs do
+            create_topics(bs, topics.outputs().values())
             return run_procs(demandsense_cmds(bs, redis_url, 2 if name == "ds2" else 1), env=env)
 
         for rep in range(args.repeats):
