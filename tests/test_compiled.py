@@ -112,10 +112,10 @@ def test_the_build_compiles_every_module_of_the_domain_math(compiled: Path) -> N
     assert all(f.startswith(str(compiled)) and f.endswith(".so") for f in files), files
 
 
-def test_the_unit_tests_of_operators_pass_against_the_compiled_modules(compiled: Path) -> None:
+def test_the_unit_tests_of_operators_and_output_records_pass_against_the_compiled_modules(compiled: Path) -> None:
     check = "import operators.store as s, sys, pytest; assert s.__file__.endswith('.so'), s.__file__; "
     run = python(compiled, "-c", check + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
-                 "'--import-mode=append', 'tests/operators']))")  # fmt: skip
+                 "'--import-mode=append', 'tests/operators', 'tests/flows/test_sinks.py']))")  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
 
