@@ -26,7 +26,18 @@ from demandsense.serde import Codec, JsonCodec, make_codec
 from demandsense.validate import read_event
 from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out
-from flows.sources import Batch, Control, ControlSource, FileBatchSource, KafkaBatchSource, RawRecord, marker_keys
+from flows.sources import (
+    KEY,
+    SOURCE,
+    TIMESTAMP,
+    Batch,
+    Control,
+    ControlSource,
+    FileBatchSource,
+    KafkaBatchSource,
+    RawRecord,
+    marker_keys,
+)
 from operators.events import Alert, DeadLetter, Event, ItemParams, Origin, Trigger
 from operators.policy import Policy
 from operators.store import StoreOut, StoreState
@@ -125,10 +136,9 @@ class Decoder:
 
     def read(self, record: RawRecord, now_ms: int) -> Event | DeadLetter:
         """One record as an event, or the dead letter saying why it is not one (not counted)."""
-        r = record
-        origin = Origin(r.source, r.partition, r.offset)
-        codec = self._codecs[r.kind]
-        return read_event(r.kind, r.value, codec, origin, key=r.key, now_ms=now_ms, max_quantity=self._max_quantity)
+        kind, source, partition, offset, key, value, _ = record
+        codec, origin = self._codecs[kind], Origin(source, partition, offset)
+        return read_event(kind, value, codec, origin, key=key, now_ms=now_ms, max_quantity=self._max_quantity)
 
     def __call__(self, store_id: str, records: list[RawRecord]) -> tuple[list[Event], list[DeadLetter]]:
         """The events of ``records`` and their dead letters, counted in the metrics.
@@ -146,10 +156,10 @@ class Decoder:
             if isinstance(ev, DeadLetter):
                 dead.append(ev)
                 metrics.DEAD_LETTERS.labels(ev.stage, ev.reason).inc()
-                metrics.EVENTS_IN.labels(r.source, "dead_letter").inc()
+                metrics.EVENTS_IN.labels(r[SOURCE], "dead_letter").inc()
                 continue
             if isinstance(ev, ItemParams):
-                params[r.source] = params.get(r.source, 0) + 1
+                params[r[SOURCE]] = params.get(r[SOURCE], 0) + 1
             events.append(ev)
         for source, n in params.items():
             metrics.EVENTS_IN.labels(source, "ok").inc(n)
@@ -157,10 +167,11 @@ class Decoder:
 
 
 def _misrouted(r: RawRecord, ev: Event, store_id: str) -> DeadLetter:
-    key = r.key.decode("utf-8", "replace") if r.key is not None else None
+    kind, source, partition, offset, raw_key, value, _ = r
+    key = raw_key.decode("utf-8", "replace") if raw_key is not None else None
     return DeadLetter(
-        r.source, r.partition, r.offset, key, r.value or b"",
-        f"{r.kind} {r.source}[{r.partition}]@{r.offset}: the key {key!r} does not name its store {ev.store_id!r} "
+        source, partition, offset, key, value or b"",
+        f"{kind} {source}[{partition}]@{offset}: the key {key!r} does not name its store {ev.store_id!r} "
         "(keys are store_id:sku)", "validate", "key_mismatch",
     )  # fmt: skip
 
@@ -195,14 +206,15 @@ class Router:
         for r in item:
             store = self._store_of(r)
             by_store.setdefault(store, []).append(r)
-            if r.timestamp > newest.get(store, 0):
-                newest[store] = r.timestamp
+            if r[TIMESTAMP] > newest.get(store, 0):
+                newest[store] = r[TIMESTAMP]
         progress = self._moved(item)
         return [(store, (store, records, newest.get(store, 0), progress)) for store, records in by_store.items()]
 
     def _store_of(self, r: RawRecord) -> str:
-        if r.key is not None:
-            store, colon, _ = r.key.partition(b":")
+        key = r[KEY]
+        if key is not None:
+            store, colon, _ = key.partition(b":")
             if colon:
                 return store.decode("utf-8", "replace")
         ev = self._decoder.read(r, int(time.time() * 1000))
@@ -214,10 +226,10 @@ class Router:
         if progress is None:
             return None
         now_ms = int(time.time() * 1000)
-        for r in batch:
-            if r.kind != "ItemParams" and r.timestamp > 0:
-                stream = (r.source, r.partition)
-                progress[stream] = max(progress.get(stream, -1), min(r.timestamp, now_ms))
+        for kind, source, partition, _, _, _, timestamp in batch:
+            if kind != "ItemParams" and timestamp > 0:
+                stream = (source, partition)
+                progress[stream] = max(progress.get(stream, -1), min(timestamp, now_ms))
         return dict(progress)
 
 

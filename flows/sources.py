@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
 
 import orjson
 from bytewax.inputs import DynamicSource, FixedPartitionedSource, StatefulSourcePartition, StatelessSourcePartition
@@ -53,17 +52,14 @@ def reset() -> None:
     DONE.clear()
 
 
-class RawRecord(NamedTuple):
-    """One input record as read: its kind, where from, key and value bytes, and its timestamp (ms)."""
+RawRecord = tuple[str, str, int, int, bytes | None, bytes | None, int]
+"""One input record as read: ``(kind, source, partition, offset, key, value, timestamp)``, the timestamp in ms.
 
-    kind: str
-    source: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-
+A plain tuple, read by unpacking or by the positions below: the reader builds one per record, and a
+cluster pickles each that goes to a store on another process. A NamedTuple took 0.44 µs to build
+against 0.05, and 1.7 µs to pickle against 0.3 (its ``__new__`` and ``__getnewargs__`` are Python).
+"""
+KIND, SOURCE, PARTITION, OFFSET, KEY, VALUE, TIMESTAMP = range(7)
 
 Batch = list[RawRecord]
 
@@ -163,12 +159,12 @@ class _KafkaPartition:
         else:  # taken from the front: the alignment may let only a few through per poll
             limit = self._align.limit(self.name)
             records = []
-            while pending and pending[0].timestamp <= limit:
+            while pending and pending[0][TIMESTAMP] <= limit:
                 records.append(pending.popleft())
-            self._align.waiting_at(self.name, pending[0].timestamp if pending else records[-1].timestamp)
+            self._align.waiting_at(self.name, (pending[0] if pending else records[-1])[TIMESTAMP])
             if not records:
                 return []
-        self.next = records[-1].offset + 1
+        self.next = records[-1][OFFSET] + 1
         self.lag()
         return records
 
@@ -270,7 +266,7 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
                 part.at_eof = True
                 continue
             part.at_eof = False
-            part.pending.append(RawRecord(part.kind, *where, m.offset(), m.key(), m.value(), m.timestamp()[1]))
+            part.pending.append((part.kind, *where, m.offset(), m.key(), m.value(), m.timestamp()[1]))
         for part in touched:
             _, high = self._consumer.get_watermark_offsets(part.tp, cached=True)  # from the fetch: exact
             if high >= 0:
@@ -461,7 +457,7 @@ def merged_lines(files: dict[str, Path]) -> Iterator[RawRecord]:
                 if not line.strip():
                     continue
                 key = _event_time(line, key) if kind != "ItemParams" else -1.0
-                yield key, RawRecord(kind, str(path), -1, i, None, line, 0)
+                yield key, (kind, str(path), -1, i, None, line, 0)
 
     streams = [lines(kind, path) for kind, path in files.items()]
     for _, rec in heapq.merge(*streams, key=lambda x: x[0]):

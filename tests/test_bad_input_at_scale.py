@@ -17,7 +17,6 @@ from prometheus_client import REGISTRY
 from demandsense.serde import AvroCodec, JsonCodec
 from demandsense.simulate import SimConfig, generate
 from flows.demand import Decoder, Router
-from flows.sources import RawRecord
 from operators.policy import Policy
 from operators.store import StoreState
 
@@ -81,7 +80,7 @@ def test_every_record_is_accounted_for_and_nothing_valid_is_lost() -> None:
     dead = []
     for start in range(0, len(stream), 1000):
         part = stream[start : start + 1000]
-        raws = [RawRecord("Sale", TOPIC, 0, start + i, k, v, 0) for i, (k, v) in enumerate(part)]
+        raws = [("Sale", TOPIC, 0, start + i, k, v, 0) for i, (k, v) in enumerate(part)]
         for store_id, (_, records, _, _) in router(raws):
             events, bad = decoder(store_id, records)
             dead += bad

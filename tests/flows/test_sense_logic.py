@@ -6,7 +6,7 @@ import time
 
 from demandsense.serde import JsonCodec
 from flows.demand import CATCHING_UP_LAG_S, KINDS, Decoder, Delivery, Router, SenseLogic, ViewsPace, _builder_for
-from flows.sources import RawRecord
+from flows.sources import OFFSET, RawRecord
 from operators.events import Event
 from operators.policy import Detection, Policy
 from operators.store import StoreState
@@ -19,10 +19,16 @@ JSON = Decoder({k: JsonCodec() for k in KINDS}, Policy())
 def _records(events: list[Event]) -> list[RawRecord]:
     """The events as Kafka would carry them: JSON values keyed store_id:sku."""
     return [
-        RawRecord(type(e).__name__, "sales", 0, i, f"{e.store_id}:{e.sku}".encode(),
-                  JsonCodec().encode({f: getattr(e, f) for f in type(e).__slots__ if f != "origin"}), 0)
+        (type(e).__name__, "sales", 0, i, f"{e.store_id}:{e.sku}".encode(),
+         JsonCodec().encode({f: getattr(e, f) for f in type(e).__slots__ if f != "origin"}), 0)
         for i, e in enumerate(events)
     ]  # fmt: skip
+
+
+def _replace(r: RawRecord, **changes: object) -> RawRecord:
+    """``r`` with the fields named in ``changes`` replaced."""
+    fields = ("kind", "source", "partition", "offset", "key", "value", "timestamp")
+    return tuple(changes.get(f, v) for f, v in zip(fields, r, strict=True))  # type: ignore[return-value]
 
 
 def _delivery(events: list[Event], store: str = "S1") -> Delivery:
@@ -76,12 +82,12 @@ def test_each_store_decodes_its_records_and_one_keyed_to_another_store_is_a_dead
     s = Stream(seed=1)
     s.sales(["A", "B"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
     records = _records(s.ordered())
-    garbage = records[1]._replace(value=b"{not json")
+    garbage = _replace(records[1], value=b"{not json")
     s1 = SenseLogic(StoreState(""), Policy(), JSON, None)
     (out,), _ = s1.on_item(("S1", [records[0], garbage, *records[2:]], 0, None))
     assert [(d.reason, d.key) for d in out.dead] == [("malformed", "S1:B")]
     assert len(s1.state.seen) == len(records) - 1  # every other record became an event of the store
-    wrong = records[0]._replace(key=b"S2:A")  # a producer keyed a record of S1 to S2: the router sends it there
+    wrong = _replace(records[0], key=b"S2:A")  # a producer keyed a record of S1 to S2: the router sends it there
     (out,), _ = SenseLogic(StoreState(""), Policy(), JSON, None).on_item(("S2", [wrong], 0, None))
     assert [(d.reason, d.key, d.stage) for d in out.dead] == [("key_mismatch", "S2:A", "validate")]
     assert "does not name its store 'S1'" in out.dead[0].error
@@ -91,12 +97,12 @@ def test_the_router_splits_by_key_and_decodes_only_records_without_one() -> None
     s = Stream(seed=1)
     s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
     keyed = _records(s.ordered())[:3]
-    keyless = keyed[0]._replace(key=None, offset=10)
-    unreadable = keyed[0]._replace(key=None, value=b"\xff", offset=11)
-    odd_key = keyed[1]._replace(key=b"S2:A")  # routed by its key; its store finds out
+    keyless = _replace(keyed[0], key=None, offset=10)
+    unreadable = _replace(keyed[0], key=None, value=b"\xff", offset=11)
+    odd_key = _replace(keyed[1], key=b"S2:A")  # routed by its key; its store finds out
     routed = dict(Router(JSON, Policy(), [])([*keyed, keyless, unreadable, odd_key]))
     assert set(routed) == {"S1", "S2", ""}
-    assert [r.offset for r in routed["S1"][1]] == [0, 1, 2, 10]  # in read order, the keyless one by its value
+    assert [r[OFFSET] for r in routed["S1"][1]] == [0, 1, 2, 10]  # in read order, the keyless one by its value
     assert routed[""][1] == [unreadable] and routed["S2"][1] == [odd_key]
 
 
@@ -106,7 +112,7 @@ def test_the_router_tracks_each_partitions_progress_over_every_store() -> None:
     def sale(store: str, t: int, partition: int, offset: int) -> RawRecord:
         body = {"event_id": f"e{offset}", "event_time": t, "store_id": store, "sku": "A", "channel": "STORE",
                 "quantity": 1, "unit_price": 2.0}  # fmt: skip
-        return RawRecord("Sale", "sales", partition, offset, f"{store}:A".encode(), JsonCodec().encode(body), t)
+        return ("Sale", "sales", partition, offset, f"{store}:A".encode(), JsonCodec().encode(body), t)
 
     batch = [sale("S1", now_ms - 5_000, 0, 1), sale("S2", now_ms - 1_000, 0, 2), sale("S1", now_ms - 3_000, 1, 3)]
     assert all(d[3] is None for _, d in Router(JSON, Policy(), [])(batch))  # off by default

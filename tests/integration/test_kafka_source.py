@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Producer
 
 from flows import sources
-from flows.sources import KafkaBatchSource, RawRecord, _KafkaReader
+from flows.sources import OFFSET, PARTITION, SOURCE, TIMESTAMP, VALUE, KafkaBatchSource, RawRecord, _KafkaReader
 
 pytestmark = pytest.mark.integration
 
@@ -56,21 +56,21 @@ def test_partitions_are_read_once_in_step_and_a_held_one_pauses(
             break
         for records in batches:
             emitted += records
-            spans.append(max(r.timestamp for r in records) - min(r.timestamp for r in records))
+            spans.append(max(r[TIMESTAMP] for r in records) - min(r[TIMESTAMP] for r in records))
     else:
         pytest.fail("the source did not reach the end of its partitions")
     reader.close()
 
-    assert sorted(r.value for r in emitted) == sorted(
+    assert sorted(r[VALUE] for r in emitted) == sorted(
         [f"{sales}-{i}".encode() for i in range(600)] + [f"{inventory}-{i}".encode() for i in range(30)]
     ), "every record once"
-    for part in {(r.source, r.partition) for r in emitted}:
-        offsets = [r.offset for r in emitted if (r.source, r.partition) == part]
+    for part in {r[SOURCE : PARTITION + 1] for r in emitted}:
+        offsets = [r[OFFSET] for r in emitted if r[SOURCE : PARTITION + 1] == part]
         assert offsets == sorted(offsets), f"{part} in offset order"
     # in step: nothing is emitted more than the window ahead of a record of another partition still to come
     for i, r in enumerate(emitted):
-        later = [x.timestamp for x in emitted[i + 1 :] if (x.source, x.partition) != (r.source, r.partition)]
-        assert not later or r.timestamp <= min(later) + WINDOW_MS, (i, r)
+        later = [x[TIMESTAMP] for x in emitted[i + 1 :] if x[SOURCE : PARTITION + 1] != r[SOURCE : PARTITION + 1]]
+        assert not later or r[TIMESTAMP] <= min(later) + WINDOW_MS, (i, r)
     assert paused, "a partition held back by the alignment was paused"
     assert max(spans) > 10 * WINDOW_MS, "a poll goes on past one window while the records are there"
     assert reader.snapshot() == {f"{sales}:0": 300, f"{sales}:1": 300, f"{inventory}:0": 30}
