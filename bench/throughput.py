@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -59,6 +60,12 @@ class Run:
     cpu_s: float
     peak_rss_mb: float
     inner: dict = field(default_factory=dict)
+    services_cpu_s: float = 0.0  # the broker's and Redis's CPU during the run
+
+
+def _cpu(pids: list[int]) -> float:
+    """User + system CPU seconds the running processes ``pids`` have used so far."""
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
 def _children_cpu() -> float:
@@ -66,9 +73,11 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_procs(cmds: list[list[str]], timeout: float = 1800, env: dict | None = None) -> Run:
-    """Start ``cmds`` together; wall time until all exit, their CPU seconds and summed peak RSS."""
-    cpu0 = _children_cpu()
+def run_procs(cmds: list[list[str]], timeout: float = 1800, env: dict | None = None, services: tuple[int, ...] = ()
+              ) -> Run:  # fmt: skip
+    """Start ``cmds`` together; wall time until all exit, their CPU seconds and summed peak RSS, and the CPU
+    seconds the ``services`` (the broker's and Redis's pids) used meanwhile."""
+    cpu0, services0 = _children_cpu(), _cpu(services)
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd(), env=env)
@@ -99,7 +108,7 @@ def run_procs(cmds: list[list[str]], timeout: float = 1800, env: dict | None = N
             if line.startswith("{"):
                 inner = json.loads(line)
                 break
-    return Run(wall, _children_cpu() - cpu0, sum(peaks) / 2**20, inner)
+    return Run(wall, _children_cpu() - cpu0, sum(peaks) / 2**20, inner, _cpu(services) - services0)
 
 
 def demandsense_cmds(bootstrap: str, redis_url: str | None, processes: int, extra: list[str] | None = None
@@ -266,10 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         startup = run_procs(demandsense_cmds(bs, redis_server.url, 1, startup_extra), env=compiled).wall_s
         say(f"demandsense start-up and shutdown over empty topics: {startup:.2f} s")
 
+        assert broker.pid and redis_server.pid
+        services = (broker.pid, redis_server.pid)
+
         def one(name: str) -> Run:
             if name == "raw":
                 cmd = [PY, "-m", "bench.passthrough", "raw", "--bootstrap-servers", bs, *topic_args(inputs)]
-                return run_procs([cmd])
+                return run_procs([cmd], services=services)
             if name in ("bytewax", "quix"):
                 out = f"bench.{name}.out"
                 create_topics(bs, [out])
@@ -279,14 +291,14 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         cmd = [PY, "-m", "bench.quix_passthrough", "--bootstrap-servers", bs, "--out-topic", out,
                                "--count", str(total)]  # fmt: skip
-                    return run_procs([[*cmd, *topic_args(inputs)]])
+                    return run_procs([[*cmd, *topic_args(inputs)]], services=services)
                 finally:
                     delete_topics(bs, [out])  # the broker keeps everything in memory
             redis_url = None if name == "ds1nv" else redis_server.url
             env = None if name == "ds1py" else compiled
             delete_topics(bs, topics.outputs().values())  # each run writes to empty topics, as the passthroughs do
             create_topics(bs, topics.outputs().values())
-            return run_procs(demandsense_cmds(bs, redis_url, 2 if name == "ds2" else 1), env=env)
+            return run_procs(demandsense_cmds(bs, redis_url, 2 if name == "ds2" else 1), env=env, services=services)
 
         for rep in range(args.repeats):
             order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
@@ -336,6 +348,8 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
             " / ".join(f"{x:,.0f}" for x in rates),
             f"{median([r.wall_s for r in runs]):.2f}",
             f"{median([r.cpu_s for r in runs]) / total * 1e6:.1f}",
+            f"{median([r.services_cpu_s for r in runs]) / total * 1e6:.1f}",
+            f"{median([(r.cpu_s + r.services_cpu_s) / r.wall_s for r in runs]):.2f}",
             f"{median([r.peak_rss_mb for r in runs]):.0f}",
             fmt_rate(steady) if steady else "",
         ])  # fmt: skip
@@ -366,6 +380,8 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
                 "each run",
                 "wall s",
                 "CPU µs/event",
+                "broker + Redis CPU µs/event",
+                "cores busy",
                 "peak RSS MB",
                 "first-to-last msg events/s",
             ],
@@ -376,7 +392,9 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         "",
         f"demandsense start-up and shutdown over empty topics takes {startup:.2f} s of each run; without it the "
         f"single process runs at {net:,.0f} events/s. CPU µs/event counts all the processes' CPU (user + sys) "
-        "per input record: less sensitive to other jobs on the machine than wall time. 'first-to-last' is measured "
+        "per input record: less sensitive to other jobs on the machine than wall time. 'broker + Redis' is the "
+        "embedded services' CPU during the run, and 'cores busy' the CPU of the run and the services over its wall "
+        f"time (of {os.cpu_count()} cores; other jobs on the machine not counted). 'first-to-last' is measured "
         "inside the baselines (it leaves out start-up and, for Quix, the group join).",
     ]
     if raw is not None:
