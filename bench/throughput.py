@@ -63,7 +63,7 @@ class Run:
     services_cpu_s: float = 0.0  # the broker's and Redis's CPU during the run
 
 
-def _cpu(pids: list[int]) -> float:
+def _cpu(pids: tuple[int, ...]) -> float:
     """User + system CPU seconds the running processes ``pids`` have used so far."""
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
