@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 
 def _pickled_by_fields(cls: type[T]) -> type[T]:
-    """Pickle instances of a frozen slots dataclass as the class and its fields' values.
+    """Pickle instances of a slots dataclass as the class and its fields' values.
 
     Events cross processes (a cluster's stores) and sit in snapshots. The dataclass default restores
     each field through ``object.__setattr__``: 7 µs per sale to pickle and 7 to load; this way 1.6 and 1.8.
@@ -37,7 +37,7 @@ def _pickled_by_fields(cls: type[T]) -> type[T]:
 
 
 @_pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Origin:
     """Where a record was read: topic (or file), partition (-1 for files), offset (or line)."""
 
@@ -47,7 +47,7 @@ class Origin:
 
 
 @_pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sale:
     """Units of one SKU sold in one store in one transaction."""
 
@@ -63,7 +63,7 @@ class Sale:
 
 
 @_pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InventoryEvent:
     """A count of (``on_hand``) or a signed change to (``quantity``) the stock of one item."""
 
@@ -96,6 +96,9 @@ class ItemParams:
 
 
 Event = Sale | InventoryEvent | ItemParams
+"""An input event. Treat it as read-only: :class:`Sale`, :class:`InventoryEvent` and their :class:`Origin` are
+not frozen because they are built once per record, and a frozen dataclass sets each field through
+``object.__setattr__``: compiled, a sale took 2.9 µs to build against 0.65 (an origin 0.55 against 0.19)."""
 
 
 @dataclass(frozen=True, slots=True)
