@@ -2,7 +2,7 @@
 
 One ``Application`` (consumer group, at-least-once, from the earliest offset) with one
 ``StreamingDataFrame`` per input topic: each value is decoded from Confluent-framed Avro and
-re-encoded (the demandsense codec), then produced to one output topic. It stops after ``--count``
+re-encoded (fastavro, as in ``bench/passthrough.py``), then produced to one output topic. It stops after ``--count``
 messages. Tansu answers group joins only about ``session.timeout.ms / 2`` after the join, so the
 consumer gets ``session.timeout.ms=2000`` (else the first assignment takes ~23 s).
 
@@ -34,7 +34,7 @@ class _Count:
 def run(bootstrap: str, pairs: list[str], out_topic: str, count: int) -> dict:
     from quixstreams import Application
 
-    from demandsense.serde import AvroCodec
+    from bench.passthrough import FastavroCodec
 
     app = Application(
         broker_address=bootstrap,
@@ -53,9 +53,9 @@ def run(bootstrap: str, pairs: list[str], out_topic: str, count: int) -> dict:
     out = app.topic(out_topic, value_serializer="bytes", key_serializer="bytes")
     for pair in pairs:
         kind, topic = pair.split("=", 1)
-        codec = AvroCodec(kind)
+        codec = FastavroCodec(kind)
 
-        def reencode(value: bytes, codec: AvroCodec = codec) -> bytes:
+        def reencode(value: bytes, codec: FastavroCodec = codec) -> bytes:
             v = codec.encode(codec.decode(value))
             _Count.n += 1
             if _Count.first is None:

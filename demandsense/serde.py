@@ -1,4 +1,4 @@
-"""Wire formats: Confluent-framed Avro (fastavro) and JSON (orjson).
+"""Wire formats: Confluent-framed Avro (written by fastavro, read by :mod:`demandsense.avro_reader`) and JSON (orjson).
 
 A codec turns one record dict into bytes and back. Times are epoch milliseconds in the dicts;
 JSON carries them as ISO-8601 UTC strings. Avro values use the Confluent wire format: magic
@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import fastavro
 import orjson
 
+from demandsense.avro_reader import RecordReader
 from demandsense.errors import DecodeError
 
 RECORD_TYPES = ("Sale", "InventoryEvent", "ItemParams", "Alert", "ReplenishmentTrigger", "DeadLetter")
@@ -118,6 +119,7 @@ class AvroCodec:
         self.schema_id = local_schema_id(name) if schema_id is None else schema_id
         self.accept_ids = {self.schema_id, local_schema_id(name)}
         self._header = _HEADER.pack(MAGIC, self.schema_id)
+        self._reader = RecordReader(_strip_logical(schema_json(name)))
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """Frame and serialise one record (times as epoch-ms ints)."""
@@ -137,15 +139,7 @@ class AvroCodec:
             raise DecodeError(
                 "wrong_schema", f"schema id {schema_id} is not {self.name} (expects {sorted(self.accept_ids)})"
             )
-        buf = io.BytesIO(data)
-        buf.seek(5)
-        try:
-            record = fastavro.schemaless_reader(buf, self.schema, None)
-        except Exception as exc:  # fastavro raises many types on bad bytes
-            raise DecodeError("malformed", f"bad Avro body for {self.name}: {exc!r}"[:300]) from exc
-        if buf.tell() != len(data):
-            raise DecodeError("malformed", f"{len(data) - buf.tell()} trailing bytes after the {self.name} record")
-        return record  # type: ignore[return-value]
+        return self._reader.read(data, 5)
 
 
 def registry_schema_id(url: str, subject: str, name: str) -> int:

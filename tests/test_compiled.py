@@ -1,8 +1,10 @@
-"""The build users get: ``operators/`` compiled by mypyc (setup.py) behaves exactly like the Python source.
+"""The build users get: ``operators/`` and the Avro reader compiled by mypyc (setup.py) behave exactly like the
+Python source.
 
 The development install runs the ``.py`` files; ``pip install .`` and the Docker image run the
 compiled modules. These tests build the package once as pip does, then run the unit tests of
-``operators/`` against the compiled modules, compare the outputs of a simulated run, and move a
+``operators/``, the output records and the Avro reader against the compiled modules, compare the outputs of a
+simulated run, and move a
 recovery snapshot between the two builds in both directions.
 """
 
@@ -103,8 +105,9 @@ def digest(path: Path | None, mode: str, snapshot: Path) -> tuple[str, int, int,
     return module, int(alerts), int(triggers), sha
 
 
-def test_the_build_compiles_every_module_of_the_domain_math(compiled: Path) -> None:
+def test_the_build_compiles_every_module_of_the_domain_math_and_the_avro_reader(compiled: Path) -> None:
     modules = [f"operators.{p.stem}" for p in sorted((ROOT / "operators").glob("*.py")) if p.stem != "__init__"]
+    modules.append("demandsense.avro_reader")
     run = python(compiled, "-c", f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules}))")
     assert run.returncode == 0, run.stderr
     files = run.stdout.split()
@@ -112,10 +115,14 @@ def test_the_build_compiles_every_module_of_the_domain_math(compiled: Path) -> N
     assert all(f.startswith(str(compiled)) and f.endswith(".so") for f in files), files
 
 
-def test_the_unit_tests_of_operators_and_output_records_pass_against_the_compiled_modules(compiled: Path) -> None:
-    check = "import operators.store as s, sys, pytest; assert s.__file__.endswith('.so'), s.__file__; "
+def test_the_unit_tests_of_operators_records_and_avro_pass_against_the_compiled_modules(compiled: Path) -> None:
+    check = (
+        "import operators.store as s, demandsense.avro_reader as a, sys, pytest; "
+        "assert s.__file__.endswith('.so') and a.__file__.endswith('.so'), (s.__file__, a.__file__); "
+    )
     run = python(compiled, "-c", check + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
-                 "'--import-mode=append', 'tests/operators', 'tests/flows/test_sinks.py']))")  # fmt: skip
+                 "'--import-mode=append', 'tests/operators', 'tests/flows/test_sinks.py', "
+                 "'tests/test_avro_reader.py', 'tests/test_serde.py']))")  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
 
