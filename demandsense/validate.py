@@ -210,33 +210,26 @@ def read_event(
     max_bytes: int = 1_000_000,
 ) -> Event | DeadLetter:
     """Decode and validate one record of ``kind``; bad input becomes a :class:`DeadLetter`."""
-    raw = value or b""
-    key_text = key.decode("utf-8", "replace") if key is not None else None
-
-    def dead(stage: str, reason: str, error: str) -> DeadLetter:
-        where = f"{origin.source}[{origin.partition}]@{origin.offset}"
-        return DeadLetter(
-            origin.source,
-            origin.partition,
-            origin.offset,
-            key_text,
-            raw[:max_bytes],
-            f"{kind} {where}: {error}",
-            stage,
-            reason,
-        )
-
     if value is None:
-        return dead("decode", "empty", "empty message (tombstone) where a record was expected")
+        return _dead(kind, origin, key, b"", "decode", "empty", "empty message (tombstone) where a record was expected")
     if len(value) > max_bytes:
-        return dead("decode", "too_large", f"{len(value)} bytes is over the limit of {max_bytes}")
+        error = f"{len(value)} bytes is over the limit of {max_bytes}"
+        return _dead(kind, origin, key, value[:max_bytes], "decode", "too_large", error)
     try:
         record = codec.decode(value)
     except DecodeError as exc:
-        return dead("decode", exc.reason, str(exc))
+        return _dead(kind, origin, key, value, "decode", exc.reason, str(exc))
     try:
         return VALIDATORS[kind](record, now_ms, max_quantity, origin)
     except ValidationError as exc:
-        return dead("validate", exc.reason, str(exc))
+        return _dead(kind, origin, key, value, "validate", exc.reason, str(exc))
     except Exception as exc:  # a validator bug must not stop the flow; it is reported
-        return dead("validate", "invalid", f"unexpected {exc!r}"[:300])
+        return _dead(kind, origin, key, value, "validate", "invalid", f"unexpected {exc!r}"[:300])
+
+
+def _dead(kind: str, origin: Origin, key: bytes | None, raw: bytes, stage: str, reason: str, error: str) -> DeadLetter:
+    """The dead letter of a record that is not an event (built only then: most records are events)."""
+    where = f"{origin.source}[{origin.partition}]@{origin.offset}"
+    key_text = key.decode("utf-8", "replace") if key is not None else None
+    return DeadLetter(origin.source, origin.partition, origin.offset, key_text, raw, f"{kind} {where}: {error}", stage,
+                      reason)  # fmt: skip
