@@ -162,5 +162,6 @@ def _long(data: bytes, pos: int, end: int) -> tuple[int, int]:
         pos += 1
         n |= (b & 0x7F) << shift
         shift += 7
-    n &= 0xFFFF_FFFF_FFFF_FFFF  # a tenth byte's bits past 64 are dropped, as fastavro (C) drops them
+    if shift > 63:  # a tenth byte's bits past 64 are dropped, as fastavro (C) drops them
+        n &= 0xFFFF_FFFF_FFFF_FFFF  # (only then: compiled, a mask this wide takes the slow path of big ints)
     return (n >> 1) ^ -(n & 1), pos

@@ -131,3 +131,11 @@ def test_refuses_a_schema_with_types_it_does_not_read(field_type: Any) -> None:
     schema = {"type": "record", "name": "X", "fields": [{"name": "x", "type": field_type}]}
     with pytest.raises(ValueError, match="does not read"):
         RecordReader(schema)
+
+
+@pytest.mark.parametrize("varint", [b"\xff" * 9 + b"\x7f", b"\xfe" * 9 + b"\x7f", b"\x80" * 9 + b"\x01"])
+def test_a_ten_byte_number_reads_as_fastavro_reads_it(varint: bytes) -> None:
+    """Bits past the 64th are dropped, as in fastavro's C reader."""
+    schema = {"type": "record", "name": "L", "fields": [{"name": "n", "type": "long"}]}
+    want = fastavro.schemaless_reader(io.BytesIO(varint), fastavro.parse_schema(schema), None)
+    assert RecordReader(schema).read(varint, 0) == want
