@@ -45,7 +45,7 @@ COPY state/ state/
 # Why: the Avro schemas, packaged as demandsense.schemas.
 COPY avro/ avro/
 
-# Why: the project's own wheel, next to its dependencies' wheels; setup.py compiles operators/ and the Avro reader with mypyc (build-essential above).
+# Why: the project's own wheel, next to its dependencies' wheels; setup.py compiles operators/, the Avro reader and validation with mypyc (build-essential above).
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --no-deps --wheel-dir /wheels .
 

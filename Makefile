@@ -9,7 +9,7 @@ DEMO_ARGS ?=
 venv: $(STAMP)
 
 # Re-install only when the dependencies change. The editable install is pure Python, so an edited .py is what
-# runs; `pip install .` and the Docker image compile operators/ and the Avro reader with mypyc (setup.py).
+# runs; `pip install .` and the Docker image compile operators/, the Avro reader and validation with mypyc (setup.py).
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -e '.[dev]'

@@ -85,9 +85,9 @@ def write_result(name: str, title: str, body: str) -> Path:
 
 
 def compiled_install(dest: Path) -> dict[str, str]:
-    """demandsense as ``pip install`` builds it (``operators/`` and the Avro reader compiled by mypyc: setup.py)
-    into ``dest``; the environment that runs it with ``python -P`` (``-P`` keeps the working directory off the
-    path; the source tree comes after ``dest``, for ``bench``)."""
+    """demandsense as ``pip install`` builds it (``operators/``, the Avro reader and validation compiled by mypyc:
+    setup.py) into ``dest``; the environment that runs it with ``python -P`` (``-P`` keeps the working directory
+    off the path; the source tree comes after ``dest``, for ``bench``)."""
     import subprocess
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade", "--target",

@@ -1,11 +1,11 @@
-"""The build users get: ``operators/`` and the Avro reader compiled by mypyc (setup.py) behave exactly like the
-Python source.
+"""The build users get: ``operators/``, the Avro reader and the validator compiled by mypyc (setup.py) behave
+exactly like the Python source.
 
 The development install runs the ``.py`` files; ``pip install .`` and the Docker image run the
 compiled modules. These tests build the package once as pip does, then run the unit tests of
-``operators/``, the output records and the Avro reader against the compiled modules, compare the outputs of a
-simulated run, and move a
-recovery snapshot between the two builds in both directions.
+``operators/``, the output records, the Avro reader and validation against the compiled modules,
+compare the outputs of a simulated run, and move a recovery snapshot between the two builds in
+both directions.
 """
 
 from __future__ import annotations
@@ -105,9 +105,9 @@ def digest(path: Path | None, mode: str, snapshot: Path) -> tuple[str, int, int,
     return module, int(alerts), int(triggers), sha
 
 
-def test_the_build_compiles_every_module_of_the_domain_math_and_the_avro_reader(compiled: Path) -> None:
+def test_the_build_compiles_every_module_of_the_domain_math_the_avro_reader_and_validation(compiled: Path) -> None:
     modules = [f"operators.{p.stem}" for p in sorted((ROOT / "operators").glob("*.py")) if p.stem != "__init__"]
-    modules.append("demandsense.avro_reader")
+    modules += ["demandsense.avro_reader", "demandsense.validate"]
     run = python(compiled, "-c", f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules}))")
     assert run.returncode == 0, run.stderr
     files = run.stdout.split()
@@ -115,14 +115,15 @@ def test_the_build_compiles_every_module_of_the_domain_math_and_the_avro_reader(
     assert all(f.startswith(str(compiled)) and f.endswith(".so") for f in files), files
 
 
-def test_the_unit_tests_of_operators_records_and_avro_pass_against_the_compiled_modules(compiled: Path) -> None:
+def test_the_unit_tests_of_operators_records_and_input_pass_against_the_compiled_modules(compiled: Path) -> None:
     check = (
-        "import operators.store as s, demandsense.avro_reader as a, sys, pytest; "
-        "assert s.__file__.endswith('.so') and a.__file__.endswith('.so'), (s.__file__, a.__file__); "
+        "import operators.store as s, demandsense.avro_reader as a, demandsense.validate as v, sys, pytest; "
+        "assert all(m.__file__.endswith('.so') for m in (s, a, v)), (s.__file__, a.__file__, v.__file__); "
     )
     run = python(compiled, "-c", check + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
                  "'--import-mode=append', 'tests/operators', 'tests/flows/test_sinks.py', "
-                 "'tests/test_avro_reader.py', 'tests/test_serde.py']))")  # fmt: skip
+                 "'tests/test_avro_reader.py', 'tests/test_serde.py', 'tests/test_validate.py', "
+                 "'tests/test_bad_input_at_scale.py']))")  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
 
