@@ -17,23 +17,35 @@ URGENCY = {
 }
 
 
-@dataclass(slots=True)
 class Condition:
     """What a detector sees for one item and type at one time; ``active`` says if it holds.
 
-    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, which compiled
-    (mypyc) cost 10% of the decision layer's instructions; a look makes one per type it judges.
+    A plain class: a look makes one per type it judges, and compiled (mypyc) its constructor is a C
+    call, where a dataclass's generated ``__init__`` stays Python (0.7 µs; a frozen one, setting
+    each field through ``object.__setattr__``, cost 10% of the decision layer's instructions).
     """
 
-    alert_type: str
-    active: bool
-    confidence: float = 0.0
-    expected_rate: float = 0.0
-    observed_rate: float = 0.0
-    hours_to_stockout: float | None = None
-    revenue_at_risk: float | None = None
-    reason: str = ""
-    evidence: tuple[tuple[str, float], ...] = ()
+    __slots__ = (
+        "alert_type", "active", "confidence", "expected_rate", "observed_rate", "hours_to_stockout", "revenue_at_risk",
+        "reason", "evidence",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        alert_type: str,
+        active: bool,
+        confidence: float = 0.0,
+        expected_rate: float = 0.0,
+        observed_rate: float = 0.0,
+        hours_to_stockout: float | None = None,
+        revenue_at_risk: float | None = None,
+        reason: str = "",
+        evidence: tuple[tuple[str, float], ...] = (),
+    ) -> None:
+        self.alert_type, self.active, self.confidence = alert_type, active, confidence
+        self.expected_rate, self.observed_rate = expected_rate, observed_rate
+        self.hours_to_stockout, self.revenue_at_risk = hours_to_stockout, revenue_at_risk
+        self.reason, self.evidence = reason, evidence
 
 
 @dataclass(slots=True)
