@@ -87,6 +87,7 @@ class RecordReader:
 
 
 def _value(data: bytes, pos: int, end: int, t: AvroType) -> tuple[Any, int]:
+    """The value of type ``t`` at ``pos``, and the position after it."""
     kind = t.kind
     if kind == UNION:
         branch, pos = _long(data, pos, end)
@@ -123,6 +124,7 @@ def _value(data: bytes, pos: int, end: int, t: AvroType) -> tuple[Any, int]:
 
 
 def _map(data: bytes, pos: int, end: int, values: AvroType) -> tuple[dict[str, Any], int]:
+    """A map: blocks of entries, each block led by its count (and its size in bytes if the count is negative)."""
     out: dict[str, Any] = {}
     while True:
         count, pos = _long(data, pos, end)
