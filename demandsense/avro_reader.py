@@ -2,7 +2,7 @@
 
 fastavro interprets the schema for every field of every record: 3.4-4.0 µs a sale (8 fields), most
 of the cost of decoding an input record. A :class:`RecordReader` turns the schema into a list of
-field types once and reads with it: a framed sale in 1.2 µs compiled. As Python source (an editable
+field types once and reads with it: a framed sale in 1.0 µs compiled. As Python source (an editable
 install) it is slower than fastavro, 4.8 µs against 4.0: the price of one way of reading. It reads the
 types demandsense's schemas use (``avro/``: records of null, boolean, int, long, double, string,
 bytes, enums, maps and unions of these); any other schema is refused when the reader is
