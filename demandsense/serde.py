@@ -144,7 +144,7 @@ class AvroCodec:
 
 def registry_schema_id(url: str, subject: str, name: str) -> int:
     """Register (or look up) ``name``'s schema under ``subject`` in a Schema Registry; its id."""
-    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # type: ignore[import-untyped]
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
     client = SchemaRegistryClient({"url": url})
     return client.register_schema(subject, Schema(json.dumps(schema_json(name)), "AVRO"))
