@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from demandsense.avro_reader import RecordReader
 from demandsense.errors import DecodeError
-from demandsense.serde import RECORD_TYPES, _strip_logical, schema_json
+from demandsense.serde import RECORD_TYPES, _strip_logical, parsed_schema, schema_json
 
 
 def _values(schema: Any) -> st.SearchStrategy[Any]:
@@ -45,13 +45,13 @@ def _records(name: str) -> st.SearchStrategy[dict[str, Any]]:
 
 def _fastavro(name: str, body: bytes) -> Any:
     buf = io.BytesIO(body)
-    record = fastavro.schemaless_reader(buf, fastavro.parse_schema(_strip_logical(schema_json(name))), None)
+    record = fastavro.schemaless_reader(buf, parsed_schema(name), None)
     return record, buf.tell()
 
 
 def _write(name: str, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(_strip_logical(schema_json(name))), record)
+    fastavro.schemaless_writer(buf, parsed_schema(name), record)
     return buf.getvalue()
 
 
