@@ -342,7 +342,7 @@ class ItemState:
 
         Only types that are open, or whose statistic crossed its threshold, are evaluated; the
         stock-based types only when ``stock_changed`` (an event) or while open. Until the store is
-        warm only OUT_OF_STOCK can hold. Sets :attr:`due`, the next time a quiet item needs a look.
+        warm only OUT_OF_STOCK can hold.
         """
         det, warm = look.det, look.warm
         ep = self.episodes
@@ -363,8 +363,6 @@ class ItemState:
                 out.append(look.stockout_risk("STOCKOUT_RISK" in opened))
             else:
                 self.p_out = 0.0
-        wait = look.next_look()
-        self.due = NEVER if wait is None else look.t + wait
         return out
 
 
@@ -483,17 +481,22 @@ class Look:
             return False
         return (item.position() or 0) <= self.ceiling + 1
 
-    def next_look(self) -> int | None:
+    def next_look(self, silent: bool) -> int | None:
         """Milliseconds until a quiet item could cross a threshold (at most a day), or None when time alone
-        cannot move it: with too few sales to arm the detectors, only its next sale can."""
+        cannot move it: with too few sales to arm the detectors, only its next sale can.
+
+        An empty shelf moves no statistic and opens no drop, nor does a ``silent`` one (a phantom
+        alert open): then only the day's cap is left.
+        """
         item, det = self.item, self.det
         per_hour = self.base * self.profile.peak() * self.lift  # fastest the statistics can grow
         if per_hour <= 0 or item.n_sales < det.min_history_sales:
             return None
         hours = 24.0
-        if (item.on_hand or 0) > 0:
-            hours = min(hours, (det.phantom_threshold - item.quiet) / per_hour)
-        hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
+        if not silent and not item.out_of_stock():
+            if (item.on_hand or 0) > 0:
+                hours = min(hours, (det.phantom_threshold - item.quiet) / per_hour)
+            hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
         return int(max(hours, 0.0) * HOUR_MS)
 
     def _make(self, kind: str, active: bool, conf: float, rar: float, reason: str, evidence: dict) -> Condition:

@@ -39,6 +39,7 @@ from operators.replenish import govern, order_up_to, reorder_point, static_min_m
 TOTAL = "\x00total"  # the key of all sale lines in StoreState.category_sales
 DAY_MS = 24 * HOUR_MS
 EVICT_AFTER_MS = 30 * DAY_MS
+TIME_MOVED = frozenset(("DEMAND_SPIKE", "DEMAND_DROP", "STOCKOUT_RISK"))  # open alerts looked at on every tick
 
 
 @dataclass(slots=True)
@@ -370,12 +371,11 @@ class StoreState:
                 )
             )
             out.changed.add(sku)
-        # the next look is at a tick: open alerts at the next one, quiet items at the first one due
+        # the next look is at a tick: alerts time can move at the next one, other items at the first one due
         next_tick = (t // tick_ms + 1) * tick_ms
-        if _open(item):
-            item.due = next_tick
-        elif item.due < NEVER:
-            item.due = max(-(-item.due // tick_ms) * tick_ms, next_tick)
+        moving, silent = _open_kinds(item)
+        wait = 0 if moving else look.next_look(silent)
+        item.due = NEVER if wait is None else max(-(-(t + wait) // tick_ms) * tick_ms, next_tick)
         # one live heap entry per item, never later than its due time (see _ticks); none while it needs no look
         if item.due < NEVER and (item.queued is None or item.due < item.queued):
             item.queued = item.due
@@ -476,6 +476,22 @@ def _open(item: ItemState) -> bool:
             if e.open:
                 return True
     return False
+
+
+def _open_kinds(item: ItemState) -> tuple[bool, bool]:
+    """Whether the item has an open alert that time alone can resolve or escalate (a rate or a risk
+    alert), and whether it has an open PHANTOM_INVENTORY.
+
+    Shelf alerts (OUT_OF_STOCK, PHANTOM_INVENTORY) are settled by the shelf's events (a sale, a
+    count, a receipt), so they wait for those as quiet items do (:meth:`Look.next_look`).
+    """
+    moving = silent = False
+    if item.episodes is not None:
+        for kind, e in item.episodes.items():
+            if e.open:
+                moving = moving or kind in TIME_MOVED
+                silent = silent or kind == "PHANTOM_INVENTORY"
+    return moving, silent
 
 
 def _param(params: ItemParams | None, name: str, default: float) -> float:

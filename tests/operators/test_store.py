@@ -339,3 +339,26 @@ def test_an_item_too_new_to_arm_gets_no_time_driven_look_until_it_has_the_sales(
     feed(s.ordered(), state=state, flush=False)
     assert new.n_sales > det.min_history_sales
     assert new.t > last + DAY_MS  # armed: the ticks look at it again while it is quiet
+
+
+def test_a_shelf_alert_waits_for_the_shelfs_next_event_not_for_every_tick() -> None:
+    """An open PHANTOM_INVENTORY changes with a sale, a count or a receipt, not with time: the ticks
+    leave the item alone (one look a day at most) and the count settles it."""
+    stop = T0 + 2 * DAY_MS + 12 * HOUR_MS
+    busy = flat(10)
+    s = Stream()
+    s.inventory("A", T0 + 7 * HOUR_MS, "SNAPSHOT", on_hand=5000)
+    s.sales(["A", "busy"], T0, T0 + 4 * DAY_MS, lambda sku, t: busy(sku, t) if sku == "busy" or t < stop else 0.0)
+    run, state = feed(s.ordered(), flush=False)
+    [opened] = run.of("PHANTOM_INVENTORY", "A", "OPEN")
+    a, tick_ms = state.items["A"], int(POLICY.detection.tick_minutes * MINUTE_MS)
+    assert state.next_tick is not None and a.t < state.next_tick - 4 * tick_ms  # not advanced by the last ticks
+    assert a.due == a.t + DAY_MS and a.queued == a.due  # the day's look is still queued
+
+    s.events = []
+    count = T0 + 4 * DAY_MS + 9 * HOUR_MS
+    s.inventory("A", count, "CYCLE_COUNT", on_hand=0)
+    s.sales(["busy"], count, count + HOUR_MS, busy)
+    after, _ = feed(s.ordered(), state=state, flush=False)
+    assert [x.event_time for x in after.of("PHANTOM_INVENTORY", "A", "RESOLVED")] == [count]
+    assert [x.event_time for x in after.of("OUT_OF_STOCK", "A", "OPEN")] == [count]
