@@ -20,6 +20,9 @@ URGENCY = {
 class Condition:
     """What a detector sees for one item and type at one time; ``active`` says if it holds.
 
+    Its :attr:`reason` is written from a template and its figures only when read: most conditions
+    emit nothing, and formatting the sentence cost more than judging it.
+
     A plain class: a look makes one per type it judges, and compiled (mypyc) its constructor is a C
     call, where a dataclass's generated ``__init__`` stays Python (0.7 µs; a frozen one, setting
     each field through ``object.__setattr__``, cost 10% of the decision layer's instructions).
@@ -27,7 +30,7 @@ class Condition:
 
     __slots__ = (
         "alert_type", "active", "confidence", "expected_rate", "observed_rate", "hours_to_stockout", "revenue_at_risk",
-        "reason", "evidence",
+        "template", "args", "evidence",
     )  # fmt: skip
 
     def __init__(
@@ -39,13 +42,19 @@ class Condition:
         observed_rate: float = 0.0,
         hours_to_stockout: float | None = None,
         revenue_at_risk: float | None = None,
-        reason: str = "",
+        template: str = "",
+        args: tuple = (),
         evidence: tuple[tuple[str, float], ...] = (),
     ) -> None:
         self.alert_type, self.active, self.confidence = alert_type, active, confidence
         self.expected_rate, self.observed_rate = expected_rate, observed_rate
         self.hours_to_stockout, self.revenue_at_risk = hours_to_stockout, revenue_at_risk
-        self.reason, self.evidence = reason, evidence
+        self.template, self.args, self.evidence = template, args, evidence
+
+    @property
+    def reason(self) -> str:
+        """One sentence for people: the template filled in with its figures."""
+        return self.template.format(*self.args)
 
 
 @dataclass(slots=True)

@@ -499,10 +499,10 @@ class Look:
             hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
         return int(max(hours, 0.0) * HOUR_MS)
 
-    def _make(self, kind: str, active: bool, conf: float, rar: float, reason: str, evidence: dict) -> Condition:
-        return Condition(
-            kind, active, conf, self.exp_rate, self.obs_rate, None, rar, reason, tuple(evidence.items())
-        )  # fmt: skip
+    def _make(
+        self, kind: str, active: bool, conf: float, rar: float, reason: str, args: tuple, evidence: tuple
+    ) -> Condition:
+        return Condition(kind, active, conf, self.exp_rate, self.obs_rate, None, rar, reason, args, evidence)
 
     def spike(self, is_open: bool) -> Condition:
         item, det = self.item, self.det
@@ -515,9 +515,10 @@ class Look:
             active,
             confidence(item.s_up, det.prior_change_odds),
             max(self.obs_rate - self.exp_rate, 0.0) * self.lead * self.price,
-            f"Selling {self.obs_rate:.1f} units/h against {self.exp_rate:.1f} expected{promo}: "
-            f"more than chance explains (evidence {item.s_up:.1f}, alarm at {self.h_spike:.1f}).",
-            {"cusum": item.s_up, "threshold": self.h_spike, "promo_lift": self.lift},
+            "Selling {:.1f} units/h against {:.1f} expected{}: more than chance explains (evidence {:.1f}, alarm at "
+            "{:.1f}).",
+            (self.obs_rate, self.exp_rate, promo, item.s_up, self.h_spike),
+            (("cusum", item.s_up), ("threshold", self.h_spike), ("promo_lift", self.lift)),
         )
 
     def phantom(self, is_open: bool) -> Condition:
@@ -534,14 +535,14 @@ class Look:
             active,
             confidence(item.quiet, det.prior_change_odds),
             self.day_rate * self.lead * self.price,
-            f"No sale for {silent_h:.1f} h while {item.quiet:.1f} were expected and the books show "
-            f"{item.on_hand} on hand: count the shelf.",
-            {
-                "expected_sales_in_run": item.quiet,
-                "p_value": math.exp(-item.quiet),
-                "threshold": self.h_phantom,
-                "on_hand": float(book),
-            },  # fmt: skip
+            "No sale for {:.1f} h while {:.1f} were expected and the books show {} on hand: count the shelf.",
+            (silent_h, item.quiet, item.on_hand),
+            (
+                ("expected_sales_in_run", item.quiet),
+                ("p_value", math.exp(-item.quiet)),
+                ("threshold", self.h_phantom),
+                ("on_hand", float(book)),
+            ),
         )
 
     def drop(self, is_open: bool, phantom: bool) -> Condition:
@@ -554,9 +555,10 @@ class Look:
             active,
             confidence(item.s_dn, det.prior_change_odds),
             max(self.day_rate - self.obs_rate, 0.0) * 24 * self.price,
-            f"Selling {self.obs_rate:.1f} units/h against {self.exp_rate:.1f} expected at this hour: demand has "
-            f"fallen well below normal (evidence {item.s_dn:.1f}, alarm at {self.h_drop:.1f}).",
-            {"cusum": item.s_dn, "threshold": self.h_drop},
+            "Selling {:.1f} units/h against {:.1f} expected at this hour: demand has fallen well below normal "
+            "(evidence {:.1f}, alarm at {:.1f}).",
+            (self.obs_rate, self.exp_rate, item.s_dn, self.h_drop),
+            (("cusum", item.s_dn), ("threshold", self.h_drop)),
         )
 
     def out_of_stock(self) -> Condition:
@@ -570,8 +572,8 @@ class Look:
             self.obs_rate,
             0.0,
             self.day_rate * self.lead * self.price,
-            f"Out of stock ({item.on_hand} on hand, {item.reserved} reserved) while "
-            f"{self.day_rate:.1f} units/h are expected.",
+            "Out of stock ({} on hand, {} reserved) while {:.1f} units/h are expected.",
+            (item.on_hand, item.reserved, self.day_rate),
             (("on_hand", float(item.on_hand or 0)), ("in_transit", float(item.in_transit))),
         )
 
@@ -593,7 +595,6 @@ class Look:
         if not active and not is_open:  # it moves no alert: skip the figures and the reason (most looks)
             return Condition("STOCKOUT_RISK", False, p_out)
         hts = item.hours_until(avail, self.t, self.profile, self.prior, det) if active else None
-        empties = f"; the shelf empties in about {hts:.1f} h." if hts is not None else "."
         return Condition(
             "STOCKOUT_RISK",
             active,
@@ -602,8 +603,9 @@ class Look:
             self.obs_rate,
             hts,
             max(mean_l - pos, self.day_rate) * self.price,
-            f"{p_out:.0%} chance of running out within the {self.lead:g} h lead time: {pos} units in position "
-            f"against {mean_l:.1f} expected{empties}",
+            "{:.0%} chance of running out within the {:g} h lead time: {} units in position against {:.1f} expected"
+            + ("." if hts is None else "; the shelf empties in about {:.1f} h."),
+            (p_out, self.lead, pos, mean_l) if hts is None else (p_out, self.lead, pos, mean_l, hts),
             (("position", float(pos)), ("lead_time_demand", mean_l), ("p_stockout", p_out)),
         )
 
