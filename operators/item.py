@@ -18,6 +18,7 @@ store drops it entirely once it is idle, holds no stock and has no open alert.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from operators.alerting import Condition, Episode
 from operators.detectors import confidence, cusum_down_quiet, cusum_on_event, cusum_up_quiet, demand_tail
@@ -481,23 +482,39 @@ class Look:
             return False
         return (item.position() or 0) <= self.ceiling + 1
 
-    def next_look(self, silent: bool) -> int | None:
-        """Milliseconds until a quiet item could cross a threshold (at most a day), or None when time alone
-        cannot move it: with too few sales to arm the detectors, only its next sale can.
+    def next_look(self, opened: Collection[str]) -> int | None:
+        """Milliseconds until time alone could open an alert or end an ``opened`` one (at most a day), or
+        None when it cannot: before the detectors are armed, only the item's next sale can.
 
-        An empty shelf moves no statistic and opens no drop, nor does a ``silent`` one (a phantom
-        alert open): then only the day's cap is left.
+        The statistics move at most as fast as at the store's peak hour: a phantom or a drop opens no
+        sooner than its threshold allows, and an open spike ends no sooner than its evidence can ebb
+        away. An empty shelf moves no statistic and opens no drop, nor does a silent one (a phantom
+        alert open).
         """
         item, det = self.item, self.det
-        per_hour = self.base * self.profile.peak() * self.lift  # fastest the statistics can grow
-        if per_hour <= 0 or item.n_sales < det.min_history_sales:
+        per_hour = self.base * self.profile.peak() * self.lift  # fastest the statistics can move
+        if per_hour <= 0:
             return None
         hours = 24.0
-        if not silent and not item.out_of_stock():
+        spike = "DEMAND_SPIKE" in opened
+        if spike:
+            hours = min(hours, item.s_up / ((det.spike_ratio - 1.0) * per_hour))
+        if item.n_sales < det.min_history_sales:
+            return int(hours * HOUR_MS) if spike else None
+        if "PHANTOM_INVENTORY" not in opened and not item.out_of_stock():
             if (item.on_hand or 0) > 0:
                 hours = min(hours, (det.phantom_threshold - item.quiet) / per_hour)
-            hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
+            if "DEMAND_DROP" not in opened:
+                hours = min(hours, (det.drop_threshold - item.s_dn) / ((1 - det.drop_ratio) * per_hour))
         return int(max(hours, 0.0) * HOUR_MS)
+
+    def revenue_ceiling(self, kind: str) -> float:
+        """The most revenue at risk a rate alert of ``kind`` can claim while the item stays quiet, at
+        today's rates: a spike's trailing-hour sales only ebb, and a drop's shortfall is at most the
+        expected day at the peak hour's rate."""
+        if kind == "DEMAND_SPIKE":
+            return self.obs_rate * self.lead * self.price
+        return self.base * self.item.basket() * self.profile.peak() * 24 * self.price
 
     def _make(
         self, kind: str, active: bool, conf: float, rar: float, reason: str, args: tuple, evidence: tuple

@@ -28,8 +28,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from operators.alerting import Condition, priority, severity, step
 from operators.alerting import alert_id as make_alert_id
-from operators.alerting import priority, severity, step
 from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, ItemParams, Sale, Trigger, key_on
 from operators.item import NEVER, ItemState, Look
 from operators.policy import MODEL_VERSION, Detection, Policy
@@ -39,7 +39,7 @@ from operators.replenish import govern, order_up_to, reorder_point, static_min_m
 TOTAL = "\x00total"  # the key of all sale lines in StoreState.category_sales
 DAY_MS = 24 * HOUR_MS
 EVICT_AFTER_MS = 30 * DAY_MS
-TIME_MOVED = frozenset(("DEMAND_SPIKE", "DEMAND_DROP", "STOCKOUT_RISK"))  # open alerts looked at on every tick
+RATE_TYPES = ("DEMAND_SPIKE", "DEMAND_DROP")
 
 
 @dataclass(slots=True)
@@ -371,10 +371,9 @@ class StoreState:
                 )
             )
             out.changed.add(sku)
-        # the next look is at a tick: alerts time can move at the next one, other items at the first one due
+        # the next look is at a tick: the first one at which time alone could change what the item's alerts say
         next_tick = (t // tick_ms + 1) * tick_ms
-        moving, silent = _open_kinds(item)
-        wait = 0 if moving else look.next_look(silent)
+        wait = _wait(item, look, policy)
         item.due = NEVER if wait is None else max(-(-(t + wait) // tick_ms) * tick_ms, next_tick)
         # one live heap entry per item, never later than its due time (see _ticks); none while it needs no look
         if item.due < NEVER and (item.queued is None or item.due < item.queued):
@@ -478,20 +477,31 @@ def _open(item: ItemState) -> bool:
     return False
 
 
-def _open_kinds(item: ItemState) -> tuple[bool, bool]:
-    """Whether the item has an open alert that time alone can resolve or escalate (a rate or a risk
-    alert), and whether it has an open PHANTOM_INVENTORY.
+def _wait(item: ItemState, look: Look, policy: Policy) -> int | None:
+    """Milliseconds until time alone could change one of the item's alerts; None when only an event can.
 
-    Shelf alerts (OUT_OF_STOCK, PHANTOM_INVENTORY) are settled by the shelf's events (a sale, a
-    count, a receipt), so they wait for those as quiet items do (:meth:`Look.next_look`).
+    An open STOCKOUT_RISK is looked at on every tick (the lead-time window slides with the clock), and so
+    is an open rate alert whose priority could still escalate (:func:`_may_escalate`); the rest wait
+    for :meth:`Look.next_look`. Shelf alerts (OUT_OF_STOCK, PHANTOM_INVENTORY) change with the shelf's
+    events: a sale, a count, a receipt.
     """
-    moving = silent = False
-    if item.episodes is not None:
-        for kind, e in item.episodes.items():
-            if e.open:
-                moving = moving or kind in TIME_MOVED
-                silent = silent or kind == "PHANTOM_INVENTORY"
-    return moving, silent
+    if item.episodes is None:
+        return look.next_look(())
+    opened = []
+    for kind, e in item.episodes.items():
+        if e.open:
+            if kind == "STOCKOUT_RISK" or (kind in RATE_TYPES and _may_escalate(kind, e.priority, look, policy)):
+                return 0
+            opened.append(kind)
+    return look.next_look(opened)
+
+
+def _may_escalate(kind: str, prio: int, look: Look, policy: Policy) -> bool:
+    """Whether a rate alert at ``prio`` could reach an UPDATE while the item stays quiet: its priority at
+    full confidence and the most revenue at risk it can claim (:meth:`Look.revenue_ceiling`)."""
+    rules = policy.alerts
+    ceiling = Condition(kind, True, 1.0, revenue_at_risk=look.revenue_ceiling(kind))
+    return priority(ceiling, look.lead, rules) - prio >= rules.update_delta
 
 
 def _param(params: ItemParams | None, name: str, default: float) -> float:
