@@ -5,6 +5,7 @@ from __future__ import annotations
 import copyreg
 import io
 import pickle
+from dataclasses import fields
 
 import pytest
 
@@ -18,7 +19,7 @@ EVENTS = [
 
 
 def _fields(ev: object) -> tuple:
-    return tuple(getattr(ev, name) for name in type(ev).__slots__)
+    return tuple(getattr(ev, f.name) for f in fields(ev))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
