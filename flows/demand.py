@@ -23,12 +23,11 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from demandsense import metrics
 from demandsense.serde import Codec, JsonCodec, make_codec
-from demandsense.validate import read_event
+from demandsense.validate import read_event, read_records
 from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out
 from flows.sources import (
     KEY,
-    SOURCE,
     TIMESTAMP,
     Batch,
     Control,
@@ -144,36 +143,17 @@ class Decoder:
         """The events of ``records`` and their dead letters, counted in the metrics.
 
         Each record was routed here by its key (:class:`Router`): one of another store is a dead letter.
+        Item params are applied on arrival, so they are counted ok here.
         """
-        now_ms = int(time.time() * 1000)
-        events: list[Event] = []
-        dead: list[DeadLetter] = []
-        params: dict[str, int] = {}  # item params by topic: applied on arrival, so counted ok here
-        for r in records:
-            ev = self.read(r, now_ms)
-            if not isinstance(ev, DeadLetter) and ev.store_id != store_id:
-                ev = _misrouted(r, ev, store_id)
-            if isinstance(ev, DeadLetter):
-                dead.append(ev)
-                metrics.DEAD_LETTERS.labels(ev.stage, ev.reason).inc()
-                metrics.EVENTS_IN.labels(r[SOURCE], "dead_letter").inc()
-                continue
-            if isinstance(ev, ItemParams):
-                params[r[SOURCE]] = params.get(r[SOURCE], 0) + 1
-            events.append(ev)
+        events, dead, params = read_records(
+            records, self._codecs, store_id, int(time.time() * 1000), self._max_quantity
+        )
+        for d in dead:
+            metrics.DEAD_LETTERS.labels(d.stage, d.reason).inc()
+            metrics.EVENTS_IN.labels(d.source_topic, "dead_letter").inc()
         for source, n in params.items():
             metrics.EVENTS_IN.labels(source, "ok").inc(n)
         return events, dead
-
-
-def _misrouted(r: RawRecord, ev: Event, store_id: str) -> DeadLetter:
-    kind, source, partition, offset, raw_key, value, _ = r
-    key = raw_key.decode("utf-8", "replace") if raw_key is not None else None
-    return DeadLetter(
-        source, partition, offset, key, value or b"",
-        f"{kind} {source}[{partition}]@{offset}: the key {key!r} does not name its store {ev.store_id!r} "
-        "(keys are store_id:sku)", "validate", "key_mismatch",
-    )  # fmt: skip
 
 
 Delivery = tuple[str, list[RawRecord], int, dict[tuple[str, int], int] | None]

@@ -13,6 +13,7 @@ from demandsense.validate import (
     MAX_TEXT,
     parse_time,
     read_event,
+    read_records,
     to_inventory,
     to_item_params,
     to_sale,
@@ -299,3 +300,32 @@ def test_read_event_keeps_an_undecodable_key_readable() -> None:
     assert isinstance(out, DeadLetter) and out.key == "\ufffdS1"
     out = read_event("Sale", b"{}", JsonCodec(), ORIGIN, now_ms=NOW)
     assert isinstance(out, DeadLetter) and out.key is None and out.reason == "missing_field"
+
+
+def test_read_records_reads_a_stores_batch_and_turns_the_rest_into_dead_letters() -> None:
+    json = JsonCodec()
+    codecs = {"Sale": json, "ItemParams": json}
+    other = {**SALE, "event_id": "sale-2", "store_id": "S002"}
+    records = [
+        (
+            "ItemParams",
+            "retail.item-params.v1",
+            0,
+            7,
+            b"S001:C03-000123",
+            json.encode({"store_id": "S001", "sku": "A"}),
+            T,
+        ),
+        ("Sale", "retail.sales.v1", 2, 41, b"S001:C03-000123", json.encode(SALE), T),
+        ("Sale", "retail.sales.v1", 2, 42, b"S001:C03-000123", b"{not json", T),
+        ("Sale", "retail.sales.v1", 3, 9, b"S001:C03-000123", json.encode(other), T),
+    ]
+    events, dead, params = read_records(records, codecs, "S001", NOW)  # type: ignore[arg-type]
+    assert [type(e) for e in events] == [ItemParams, Sale]
+    assert events[1].origin == ORIGIN and events[1] == read_event("Sale", records[1][5], json, ORIGIN, now_ms=NOW)
+    assert [(d.offset, d.stage, d.reason) for d in dead] == [
+        (42, "decode", "malformed"),
+        (9, "validate", "key_mismatch"),
+    ]
+    assert "does not name its store 'S002'" in dead[1].error and dead[1].key == "S001:C03-000123"
+    assert params == {"retail.item-params.v1": 1}
