@@ -517,9 +517,9 @@ class Look:
         return self.base * self.item.basket() * self.profile.peak() * 24 * self.price
 
     def _make(
-        self, kind: str, active: bool, conf: float, rar: float, reason: str, args: tuple, evidence: tuple
+        self, kind: str, active: bool, conf: float, rar: float, template: str, args: tuple, evidence: tuple
     ) -> Condition:
-        return Condition(kind, active, conf, self.exp_rate, self.obs_rate, None, rar, reason, args, evidence)
+        return Condition(kind, active, conf, self.exp_rate, self.obs_rate, None, rar, template, args, evidence)
 
     def spike(self, is_open: bool) -> Condition:
         item, det = self.item, self.det
