@@ -190,8 +190,12 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
     resume, fetches again from the position (on the embedded broker, which ignores the fetch size
     limits, the whole rest of the partition). Pausing at 2,000 records, a 440k-event backfill ran
     dry for 0.5-1 s after each resume and the job sat idle 40% of its run (14,500-15,000 events/s);
-    at 20,000, as many as librdkafka itself keeps queued per partition (``queued.min.messages``),
-    it ran at 22,600-24,500 events/s with 45 MB more peak RSS (two runs each, compiled build).
+    at 20,000 (librdkafka's ``queued.min.messages`` here) it ran at 22,600-24,500 events/s with 45 MB
+    more peak RSS. Later, with the job faster, the 1M-event throughput backfill still paused 50 times at
+    20,000 and sat idle 1.5-1.9 s waiting for the partition that was resumed last; at 50,000 it paused
+    20 times and sat idle 0.3-0.4 s (76-81k -> 85-93k events/s) for 75 MB more peak RSS (228 -> 303 MB),
+    and 100,000 was no faster (408 MB). At ~330 B a record, 50,000 records is ~16 MB per partition, a
+    quarter of what librdkafka queues per partition by default (``queued.max.messages.kbytes``).
 
     A poll emits one batch of every partition's records. While catching up, the alignment lets
     only a window of event time through per pass over the partitions (a sparse chain holds few
@@ -199,7 +203,7 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
     adds none: the records stay in pass order, so each store still sees its partitions in step.
     """
 
-    PAUSE_AT = 20_000
+    PAUSE_AT = 50_000
     BATCH_RECORDS = 5_000
 
     def __init__(
