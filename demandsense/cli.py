@@ -340,14 +340,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _totals() -> dict[str, int]:
-    """What this process counted (its share in a cluster): for the last log line."""
+def _totals() -> dict[str, int | float]:
+    """What this process counted (its share in a cluster): for the last log line.
+
+    Once the input ended, each process adds ``input_ended_at`` (epoch seconds, when its stores reached
+    the end), and the one that reads the input ``records_read`` and ``read_s``, the seconds from its
+    first batch to that end: a backfill's rate without start-up and shutdown.
+    """
     from demandsense import metrics
+    from flows.sources import SPAN
 
     def total(counter) -> int:
         return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
 
-    return {
+    totals: dict[str, int | float] = {
         "events_in": total(metrics.EVENTS_IN),
         "alerts_out": total(metrics.ALERTS_OUT),
         "triggers_out": total(metrics.TRIGGERS_OUT),
@@ -357,6 +363,11 @@ def _totals() -> dict[str, int]:
         "delivery_lost": total(metrics.DELIVERY_LOST),
         "producer_queue_full": total(metrics.PRODUCER_QUEUE_FULL),
     }
+    if SPAN.ended:
+        totals["input_ended_at"] = round(SPAN.ended, 3)
+        if SPAN.records:
+            totals.update(records_read=SPAN.records, read_s=round(SPAN.ended - SPAN.first, 3))
+    return totals
 
 
 def _on_sigterm(stop) -> None:

@@ -299,6 +299,7 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
     def on_eof(self) -> tuple[list[Sensed], bool]:
         if sources.STOP.is_set():  # shutting down, not the end of input: keep the buffer for the next run
             return [], StatefulLogic.RETAIN
+        sources.SPAN.ended = sources.SPAN.ended or time.time()
         before = set(self.state.items)
         return [self._sensed(self.state.flush(self.policy), 0, before, [], final=True)], StatefulLogic.RETAIN
 

@@ -41,6 +41,27 @@ class Control:
     kind: str
 
 
+@dataclass
+class InputSpan:
+    """The input's span in this process, for the final log line: a backfill's rate without start-up and shutdown.
+
+    ``records`` and ``first`` (wall clock of the first batch) are the reader's; ``ended`` is when
+    this process reached the end of the input: its reader read it, or its stores saw it.
+    """
+
+    records: int = 0
+    first: float = 0.0
+    ended: float = 0.0
+
+    def read(self, n: int, now: float) -> None:
+        if not self.records:
+            self.first = now
+        self.records += n
+
+
+SPAN = InputSpan()
+
+
 def request_stop() -> None:
     """Stop reading: every source ends at its next poll, so Bytewax completes the flow (SIGTERM)."""
     STOP.set()
@@ -50,6 +71,7 @@ def reset() -> None:
     """Clear the process-wide flags (tests run several flows in one process)."""
     STOP.clear()
     DONE.clear()
+    SPAN.records, SPAN.ended = 0, 0.0
 
 
 RawRecord = tuple[str, str, int, int, bytes | None, bytes | None, int]
@@ -247,7 +269,9 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
         out: list[Batch | Control] = [batch, *markers] if batch else markers
         self._idle = not out
         if batch:
-            metrics.LAST_BATCH.set(time.time())
+            now = time.time()
+            metrics.LAST_BATCH.set(now)
+            SPAN.read(len(batch), now)
         return out
 
     def _fetch(self) -> None:
@@ -297,6 +321,7 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
             self._consumer.pause([p.tp for p in parts])
         if why == "done" and last:
             DONE.set()
+            SPAN.ended = SPAN.ended or time.time()
         if self._markers and (why == "stop" or last):
             return [Control(why)]
         return []

@@ -72,6 +72,8 @@ def test_slow_downstream_backpressure_delivers_everything_in_bounded_memory(
         f"{slow_s:.1f} s, peak RSS {slow_rss:.0f} MB, {slow['producer_queue_full']} waits for room"
     )
     assert normal["producer_queue_full"] == 0
+    assert normal["records_read"] == sum(stream.produced.values()), "the final line reports what the reader read"
+    assert 0 < normal["read_s"] < normal_s
     assert slow["producer_queue_full"] > 0, "the queue bound was reached: back-pressure engaged"
     assert slow["delivery_lost"] == 0
     assert slow_rss <= normal_rss * 1.1 + 10, (slow_rss, normal_rss)
