@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from demandsense.errors import DecodeError, ValidationError
 from demandsense.serde import Codec
@@ -25,12 +25,12 @@ from operators.events import (
     Sale,
 )
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MIN_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-MAX_AHEAD_MS = 24 * 3_600_000  # a day ahead of the wall clock
-MAX_TEXT = 256  # ids, store and SKU codes
-POSITIVE_DELTAS = frozenset({"RECEIPT", "TRANSFER_IN", "RETURN", "RESERVATION", "RESERVATION_RELEASE"})
-NEGATIVE_DELTAS = frozenset({"SHRINK", "TRANSFER_OUT"})
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_TIME_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_AHEAD_MS: Final = 24 * 3_600_000  # a day ahead of the wall clock
+MAX_TEXT: Final = 256  # ids, store and SKU codes
+POSITIVE_DELTAS: Final = frozenset({"RECEIPT", "TRANSFER_IN", "RETURN", "RESERVATION", "RESERVATION_RELEASE"})
+NEGATIVE_DELTAS: Final = frozenset({"SHRINK", "TRANSFER_OUT"})
 
 
 def parse_time(value: Any, now_ms: int, field: str = "event_time") -> int:
@@ -191,7 +191,7 @@ def to_item_params(
     )
 
 
-VALIDATORS: dict[str, Callable[[dict[str, Any], int, int | None, Origin | None], Event]] = {
+VALIDATORS: Final[dict[str, Callable[[dict[str, Any], int, int | None, Origin | None], Event]]] = {
     "Sale": to_sale,
     "InventoryEvent": to_inventory,
     "ItemParams": to_item_params,

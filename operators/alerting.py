@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Final
 
 from operators.policy import Alerting
 
-URGENCY = {
+URGENCY: Final = {
     "OUT_OF_STOCK": 1.0,
     "STOCKOUT_RISK": 0.9,
     "PHANTOM_INVENTORY": 0.85,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from typing import Final
 
 from operators.alerting import Condition, Episode
 from operators.detectors import confidence, cusum_down_quiet, cusum_on_event, cusum_up_quiet, demand_tail
@@ -26,16 +27,16 @@ from operators.events import COUNT_TYPES, HOUR_MS, InventoryEvent, ItemParams, S
 from operators.policy import Detection, ItemDefaults
 from operators.profile import StoreProfile
 
-CLOSED_INTENSITY = 0.1  # hours below a tenth of the week's mean intensity count as closed
-PROMO_MS = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
-SPARK_HOURS = 24
-DAY_MS = 24 * HOUR_MS
-NEVER = 2**62  # the due time of an item no time-driven check can change: it waits for its next event
-DAY_CV2_PRIOR = 0.2  # day-to-day CV² an item starts from: demand swinging about +-45% from day to day
-DAY_CV2_PRIOR_DAYS = 7.0  # fully informative days of prior weight in the day-level CV² estimate
+CLOSED_INTENSITY: Final = 0.1  # hours below a tenth of the week's mean intensity count as closed
+PROMO_MS: Final = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
+SPARK_HOURS: Final = 24
+DAY_MS: Final = 24 * HOUR_MS
+NEVER: Final = 2**62  # the due time of an item no time-driven check can change: it waits for its next event
+DAY_CV2_PRIOR: Final = 0.2  # day-to-day CV² an item starts from: demand swinging about +-45% from day to day
+DAY_CV2_PRIOR_DAYS: Final = 7.0  # fully informative days of prior weight in the day-level CV² estimate
 
 
-_ITEM_FIELDS = (
+_ITEM_FIELDS: Final = (
     "t", "x", "p", "units", "n_sales", "s_up", "s_dn", "quiet", "on_hand", "in_transit", "reserved",
     "on_order", "ordered_at", "counted_at", "last_sale", "last_event", "promo", "promo_until",
     "hour0", "hourly", "episodes", "due", "p_out", "slow_at_sale", "day_units", "day_expected", "cv2_w",

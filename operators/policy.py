@@ -7,9 +7,9 @@ tables of the policy TOML (see ``docs/policy.example.toml``); unknown keys are e
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Final
 
-MODEL_VERSION = "ds-poisson-cusum/1.0"
+MODEL_VERSION: Final = "ds-poisson-cusum/1.0"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,14 @@ never read as a drop.
 
 from __future__ import annotations
 
+from typing import Final
+
 from operators.events import HOUR_MS
 
-HOURS_PER_WEEK = 168
-WEEK_MS = HOURS_PER_WEEK * HOUR_MS
-MONDAY_MS = 4 * 24 * HOUR_MS  # 1970-01-05T00:00Z, a Monday
-MEMO_SIZE = 4096  # integrals kept between changes of the profile (an item's clock and "now" repeat)
+HOURS_PER_WEEK: Final = 168
+WEEK_MS: Final = HOURS_PER_WEEK * HOUR_MS
+MONDAY_MS: Final = 4 * 24 * HOUR_MS  # 1970-01-05T00:00Z, a Monday
+MEMO_SIZE: Final = 4096  # integrals kept between changes of the profile (an item's clock and "now" repeat)
 
 
 def hour_of_week(t_ms: int) -> int:

@@ -6,11 +6,12 @@ import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Final
 
 from operators.policy import Governance
 
-ORDER_UP_TO = "order-up-to/v1"
-STATIC_MIN_MAX = "static-min-max/v1"
+ORDER_UP_TO: Final = "order-up-to/v1"
+STATIC_MIN_MAX: Final = "static-min-max/v1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import hashlib
 import heapq
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from operators.alerting import Condition, priority, severity, step
 from operators.alerting import alert_id as make_alert_id
@@ -36,10 +36,10 @@ from operators.policy import MODEL_VERSION, Detection, Policy
 from operators.profile import StoreProfile
 from operators.replenish import govern, order_up_to, reorder_point, static_min_max
 
-TOTAL = "\x00total"  # the key of all sale lines in StoreState.category_sales
-DAY_MS = 24 * HOUR_MS
-EVICT_AFTER_MS = 30 * DAY_MS
-RATE_TYPES = ("DEMAND_SPIKE", "DEMAND_DROP")
+TOTAL: Final = "\x00total"  # the key of all sale lines in StoreState.category_sales
+DAY_MS: Final = 24 * HOUR_MS
+EVICT_AFTER_MS: Final = 30 * DAY_MS
+RATE_TYPES: Final = ("DEMAND_SPIKE", "DEMAND_DROP")
 
 
 @dataclass(slots=True)
@@ -58,7 +58,7 @@ class StoreOut:
         self.counts[source, outcome] = self.counts.get((source, outcome), 0) + 1
 
 
-_STORE_FIELDS = (
+_STORE_FIELDS: Final = (
     "store_id", "profile", "items", "params", "category_items", "category_sales", "buffer", "first_seen",
     "max_seen", "stream_max", "released", "next_tick", "due", "seen", "seen_pruned", "leaps", "progress",
 )  # fmt: skip
