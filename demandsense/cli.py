@@ -289,6 +289,7 @@ def _run(args: argparse.Namespace) -> int:
     from bytewax.run import cli_main
 
     from demandsense import server
+    from demandsense.cluster import await_lower_peers
     from flows import sinks, sources
     from flows.demand import FlowSettings, KafkaIO, Topics, build_flow
 
@@ -325,6 +326,8 @@ def _run(args: argparse.Namespace) -> int:
             "snapshot_interval_s": args.snapshot_interval, "compiled": _compiled(),
         },
     )  # fmt: skip
+    if addresses and process_id > 0:
+        await_lower_peers(addresses, process_id)
     cli_main(
         flow,
         workers_per_process=args.workers,
