@@ -3,15 +3,14 @@
 Timely connects each process to every process with a lower id and, when that one is not
 listening yet, retries only after a whole second. Processes started together lose that race
 often: in the throughput benchmark 2 of 3 two-process starts took ~1.4 s instead of ~0.45 s.
-:func:`await_lower_peers` waits until the lower processes listen, for the peers on this machine:
-their sockets are read from the kernel's table, as a connection would be taken by timely for
-a peer. A peer on another machine is left to timely's retry.
+:func:`await_lower_peers` waits until the lower processes listen, for the peers on this machine,
+by reading the kernel's socket table (a test connection would be taken by timely for a peer's).
+A peer on another machine is left to timely's retry.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 import time
 
 import psutil
@@ -35,13 +34,13 @@ def await_lower_peers(addresses: list[str], process_id: int, timeout_s: float = 
 
 
 def _local(address: str) -> tuple[str, int] | None:
-    """``(ip, port)`` of a ``host:port`` on this machine, else None."""
+    """``(ip, port)`` of a ``host:port`` on this machine, else None; a host name other than localhost is not
+    resolved (a DNS lookup could take longer than timely's retry)."""
     host, _, port = address.rpartition(":")
+    host = host.strip("[]")
     try:
-        ip = socket.gethostbyname(host.strip("[]"))
-        here = ipaddress.ip_address(ip).is_loopback or any(
-            a.address == ip for addrs in psutil.net_if_addrs().values() for a in addrs
-        )
-        return (ip, int(port)) if here else None
-    except (OSError, ValueError):
+        ip = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
+        here = ip.is_loopback or any(a.address == str(ip) for addrs in psutil.net_if_addrs().values() for a in addrs)
+        return (str(ip), int(port)) if here else None
+    except ValueError:
         return None

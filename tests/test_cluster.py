@@ -34,3 +34,7 @@ def test_gives_up_after_the_timeout_and_ignores_higher_and_remote_processes() ->
     assert 0.2 <= await_lower_peers([silent, "127.0.0.1:1"], process_id=1, timeout_s=0.2) < 2
     assert await_lower_peers([silent], process_id=0, timeout_s=5) < 0.1, "process 0 connects to no one"
     assert await_lower_peers(["192.0.2.1:9999", silent], process_id=1, timeout_s=5) < 0.1, "not on this machine"
+
+
+def test_a_host_name_is_not_resolved() -> None:
+    assert await_lower_peers(["no-such-host.invalid:9999", "x:1"], process_id=1, timeout_s=5) < 0.1
