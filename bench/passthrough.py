@@ -26,8 +26,9 @@ T_START = time.perf_counter()
 
 
 class FastavroCodec:
-    """demandsense's Confluent-framed Avro codec, decoding with fastavro as the baselines are specified (demandsense
-    itself reads with its own :mod:`demandsense.avro_reader`); the frame is checked as demandsense checks it."""
+    """demandsense's Confluent-framed Avro, read and written with fastavro as the baselines are specified
+    (demandsense itself uses its own :mod:`demandsense.avro_reader` and :mod:`demandsense.avro_writer`); the frame
+    is checked as demandsense checks it."""
 
     def __init__(self, kind: str) -> None:
         import fastavro
@@ -35,13 +36,20 @@ class FastavroCodec:
         from demandsense.serde import AvroCodec
 
         codec = AvroCodec(kind)
-        self.encode, self._schema, self._ids = codec.encode, codec.schema, codec.accept_ids
-        self._read = fastavro.schemaless_reader
+        self._schema, self._ids = codec.schema, codec.accept_ids
+        self._header = b"\x00" + codec.schema_id.to_bytes(4, "big")
+        self._read, self._write = fastavro.schemaless_reader, fastavro.schemaless_writer
 
     def decode(self, data: bytes) -> dict:
         if len(data) < 5 or data[0] != 0 or int.from_bytes(data[1:5], "big") not in self._ids:
             raise ValueError("not a Confluent Avro frame of this record type")
         return self._read(io.BytesIO(data[5:]), self._schema, None)
+
+    def encode(self, record: dict) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self._header)
+        self._write(buf, self._schema, record)
+        return buf.getvalue()
 
 
 def _codecs(pairs: list[str]) -> dict[str, FastavroCodec]:

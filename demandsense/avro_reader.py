@@ -6,7 +6,7 @@ field types once and reads with it: a framed sale in 1.0 µs compiled. As Python
 install) it is slower than fastavro, 4.8 µs against 4.0: the price of one way of reading. It reads the
 types demandsense's schemas use (``avro/``: records of null, boolean, int, long, double, string,
 bytes, enums, maps and unions of these); any other schema is refused when the reader is
-built. fastavro still writes every record and is the reference the tests hold this reader to.
+built. fastavro is the reference the tests hold this reader (and :mod:`demandsense.avro_writer`) to.
 """
 
 from __future__ import annotations

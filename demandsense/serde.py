@@ -1,4 +1,4 @@
-"""Wire formats: Confluent-framed Avro (written by fastavro, read by :mod:`demandsense.avro_reader`) and JSON (orjson).
+"""Wire formats: Confluent-framed Avro (:mod:`demandsense.avro_reader` and ``avro_writer``) and JSON (orjson).
 
 A codec turns one record dict into bytes and back. Times are epoch milliseconds in the dicts;
 JSON carries them as ISO-8601 UTC strings. Avro values use the Confluent wire format: magic
@@ -9,7 +9,6 @@ canonical form, so every process agrees without a registry).
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import zlib
@@ -22,6 +21,7 @@ import fastavro
 import orjson
 
 from demandsense.avro_reader import RecordReader
+from demandsense.avro_writer import RecordWriter
 from demandsense.errors import DecodeError
 
 RECORD_TYPES = ("Sale", "InventoryEvent", "ItemParams", "Alert", "ReplenishmentTrigger", "DeadLetter")
@@ -120,13 +120,11 @@ class AvroCodec:
         self.accept_ids = {self.schema_id, local_schema_id(name)}
         self._header = _HEADER.pack(MAGIC, self.schema_id)
         self._reader = RecordReader(_strip_logical(schema_json(name)))
+        self._writer = RecordWriter(_strip_logical(schema_json(name)))
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """Frame and serialise one record (times as epoch-ms ints)."""
-        buf = io.BytesIO()
-        buf.write(self._header)
-        fastavro.schemaless_writer(buf, self.schema, record)
-        return buf.getvalue()
+        return self._writer.write(record, self._header)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Read one framed record; any malformation becomes a :class:`DecodeError`."""

@@ -105,9 +105,9 @@ def digest(path: Path | None, mode: str, snapshot: Path) -> tuple[str, int, int,
     return module, int(alerts), int(triggers), sha
 
 
-def test_the_build_compiles_every_module_of_the_domain_math_the_avro_reader_and_validation(compiled: Path) -> None:
+def test_the_build_compiles_every_module_of_the_domain_math_the_avro_codec_and_validation(compiled: Path) -> None:
     modules = [f"operators.{p.stem}" for p in sorted((ROOT / "operators").glob("*.py")) if p.stem != "__init__"]
-    modules += ["demandsense.avro_reader", "demandsense.validate"]
+    modules += ["demandsense.avro_reader", "demandsense.avro_writer", "demandsense.validate"]
     run = python(compiled, "-c", f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules}))")
     assert run.returncode == 0, run.stderr
     files = run.stdout.split()
@@ -117,12 +117,14 @@ def test_the_build_compiles_every_module_of_the_domain_math_the_avro_reader_and_
 
 def test_the_unit_tests_of_operators_records_and_input_pass_against_the_compiled_modules(compiled: Path) -> None:
     check = (
-        "import operators.store as s, demandsense.avro_reader as a, demandsense.validate as v, sys, pytest; "
-        "assert all(m.__file__.endswith('.so') for m in (s, a, v)), (s.__file__, a.__file__, v.__file__); "
+        "import operators.store as s, demandsense.avro_reader as a, demandsense.avro_writer as w, "
+        "demandsense.validate as v, sys, pytest; "
+        "assert all(m.__file__.endswith('.so') for m in (s, a, w, v)), [m.__file__ for m in (s, a, w, v)]; "
     )
     run = python(compiled, "-c", check + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
                  "'--import-mode=append', 'tests/operators', 'tests/flows/test_sinks.py', "
-                 "'tests/test_avro_reader.py', 'tests/test_serde.py', 'tests/test_validate.py', "
+                 "'tests/test_avro_reader.py', 'tests/test_avro_writer.py', 'tests/test_serde.py', "
+                 "'tests/test_validate.py', "
                  "'tests/test_bad_input_at_scale.py']))")  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
