@@ -58,15 +58,19 @@ def avro_type(schema: Any) -> AvroType:
     raise ValueError(f"the Avro reader does not read {schema!r}")
 
 
+def record_fields(schema: dict[str, Any]) -> tuple[list[str], list[AvroType]]:
+    """The field names and types of a flat record schema (the JSON of an ``.avsc`` file); ValueError otherwise."""
+    if schema.get("type") != "record":
+        raise ValueError(f"the Avro codec reads and writes records, not {schema.get('type')!r}")
+    return [f["name"] for f in schema["fields"]], [avro_type(f["type"]) for f in schema["fields"]]
+
+
 class RecordReader:
-    """Reads the body of one flat record schema (the JSON of an ``.avsc`` file) into a dict, as fastavro does."""
+    """Reads the body of one flat record schema into a dict, as fastavro does."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        if schema.get("type") != "record":
-            raise ValueError(f"the Avro reader reads records, not {schema.get('type')!r}")
-        self.name: str = schema["name"]
-        self.fields: list[str] = [f["name"] for f in schema["fields"]]
-        self.types: list[AvroType] = [avro_type(f["type"]) for f in schema["fields"]]
+        self.name: str = schema.get("name", "")
+        self.fields, self.types = record_fields(schema)
 
     def read(self, data: bytes, pos: int) -> dict[str, Any]:
         """The record whose body starts at ``pos`` and ends with ``data``; :class:`DecodeError` if it is not one."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-from demandsense.avro_reader import BOOLEAN, BYTES, DOUBLE, ENUM, INT, MAP, NULL, STRING, UNION, AvroType, avro_type
+from demandsense.avro_reader import BOOLEAN, BYTES, DOUBLE, ENUM, INT, MAP, NULL, STRING, UNION, AvroType, record_fields
 
 _DOUBLE: Final = struct.Struct("<d")
 _MISSING: Final = object()
@@ -22,11 +22,8 @@ class RecordWriter:
     """Writes one flat record schema (the JSON of an ``.avsc`` file) from a dict, as fastavro's schemaless writer."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        if schema.get("type") != "record":
-            raise ValueError(f"the Avro writer writes records, not {schema.get('type')!r}")
-        self.name: str = schema["name"]
-        self.fields: list[str] = [f["name"] for f in schema["fields"]]
-        self.types: list[AvroType] = [avro_type(f["type"]) for f in schema["fields"]]
+        self.name: str = schema.get("name", "")
+        self.fields, self.types = record_fields(schema)
         # a missing field is written as its default, or as null where null is allowed (as fastavro does)
         self.defaults: list[Any] = [f.get("default") for f in schema["fields"]]
         self.optional: list[bool] = [

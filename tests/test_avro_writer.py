@@ -48,5 +48,5 @@ def test_a_record_that_does_not_fit_the_schema_is_refused() -> None:
         WRITERS["Sale"].write({k: v for k, v in sale.items() if k != "quantity"})
     with pytest.raises(ValueError, match="fits no branch"):
         WRITERS["Sale"].write({**sale, "promo_id": 7})
-    with pytest.raises(ValueError, match="writes records"):
+    with pytest.raises(ValueError, match="reads and writes records"):
         RecordWriter({"type": "enum", "name": "E", "symbols": ["A"]})
