@@ -25,7 +25,7 @@ def await_lower_peers(addresses: list[str], process_id: int, timeout_s: float = 
             listening = {
                 (c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
             }
-        except psutil.Error:  # not allowed to read the table here (macOS without root): leave it to timely
+        except (psutil.Error, OSError):  # the table cannot be read here (macOS without root): leave it to timely
             break
         wanted = {(ip, port) for ip, port in wanted if not listening & {(ip, port), ("0.0.0.0", port), ("::", port)}}
         if wanted:
