@@ -396,8 +396,8 @@ class Look:
         self.armed = warm and item.n_sales >= det.min_history_sales
         self.lift = item.lift(t, det)
         self.base = item.base_rate(prior, det)
-        self.price = _get(params, "unit_price", d.unit_price)
-        self.lead = _get(params, "lead_time_hours", d.lead_time_hours)
+        self.price = item_param(params, "unit_price", d.unit_price)
+        self.lead = item_param(params, "lead_time_hours", d.lead_time_hours)
         self._intensity: float | None = None
         self._exp_rate: float | None = None
         self._obs_rate: float | None = None
@@ -628,6 +628,7 @@ class Look:
         )
 
 
-def _get(params: ItemParams | None, name: str, default: float) -> float:
+def item_param(params: ItemParams | None, name: str, default: float) -> float:
+    """The item's master-data field ``name``, or the policy's ``default`` when it has none."""
     value = getattr(params, name) if params is not None else None
     return default if value is None else value

@@ -32,7 +32,7 @@ from typing import Any, Final
 from operators.alerting import Condition, priority, severity, step
 from operators.alerting import alert_id as make_alert_id
 from operators.events import HOUR_MS, Alert, DeadLetter, Event, InventoryEvent, ItemParams, Sale, Trigger, key_on
-from operators.item import NEVER, ItemState, Look
+from operators.item import NEVER, ItemState, Look, item_param
 from operators.policy import MODEL_VERSION, Detection, Policy
 from operators.profile import StoreProfile
 from operators.replenish import govern, order_up_to, reorder_point, static_min_max
@@ -399,21 +399,21 @@ class StoreState:
         stale = item.counted_at is None or t - item.counted_at > gov.stale_hours * HOUR_MS
         fallback = item.n_sales < gov.min_history_sales or stale
         if fallback:
-            min_qty = int(_param(params, "min_qty", d.min_qty))
+            min_qty = int(item_param(params, "min_qty", d.min_qty))
             if position > min_qty:  # above the static minimum: nothing to order
                 return
             plan = static_min_max(
                 position,
                 min_qty=min_qty,
-                max_qty=int(_param(params, "max_qty", d.max_qty)),
-                pack_size=int(_param(params, "pack_size", d.pack_size)),
+                max_qty=int(item_param(params, "max_qty", d.max_qty)),
+                pack_size=int(item_param(params, "pack_size", d.pack_size)),
             )
         else:
-            pack = int(_param(params, "pack_size", d.pack_size))
+            pack = int(item_param(params, "pack_size", d.pack_size))
             if position > look.ceiling + pack:  # no plausible lead-time demand brings it to the reorder point
                 return
             mean_l, var_l = look.moments
-            service_level = _param(params, "service_level", d.service_level)
+            service_level = item_param(params, "service_level", d.service_level)
             if position > reorder_point(mean_l, var_l, service_level):  # no order: skip the cycle's demand
                 return
             cycle_from = t + int(look.lead * HOUR_MS)
@@ -427,7 +427,7 @@ class StoreState:
             )
         if plan is None:
             return
-        approval, why = govern(plan, _param(params, "unit_cost", d.unit_cost), gov)
+        approval, why = govern(plan, item_param(params, "unit_cost", d.unit_cost), gov)
         if plan.fallback:
             why += "; static min-max used: " + ("inventory count is stale" if stale else "too little sales history")
         key, lead = key_on(self.store_id, sku), look.lead
@@ -507,11 +507,6 @@ def _may_escalate(kind: str, prio: int, look: Look, policy: Policy) -> bool:
     rules = policy.alerts
     ceiling = Condition(kind, True, 1.0, revenue_at_risk=look.revenue_ceiling(kind))
     return priority(ceiling, look.lead, rules) - prio >= rules.update_delta
-
-
-def _param(params: ItemParams | None, name: str, default: float) -> float:
-    value = getattr(params, name) if params is not None else None
-    return default if value is None else value
 
 
 def _resolved(alert_type: str, item: ItemState) -> str:
