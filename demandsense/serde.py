@@ -119,8 +119,8 @@ class AvroCodec:
         self.schema_id = local_schema_id(name) if schema_id is None else schema_id
         self.accept_ids = {self.schema_id, local_schema_id(name)}
         self._header = _HEADER.pack(MAGIC, self.schema_id)
-        self._reader = RecordReader(_strip_logical(schema_json(name)))
-        self._writer = RecordWriter(_strip_logical(schema_json(name)))
+        plain = _strip_logical(schema_json(name))
+        self._reader, self._writer = RecordReader(plain), RecordWriter(plain)
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """Frame and serialise one record (times as epoch-ms ints)."""
