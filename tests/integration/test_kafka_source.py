@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from confluent_kafka import Producer
@@ -77,3 +78,32 @@ def test_partitions_are_read_once_in_step_and_a_held_one_pauses(
     assert max(spans) > 10 * WINDOW_MS, "a poll goes on past one window while the records are there"
     assert reader.snapshot() == {f"{sales}:0": 300, f"{sales}:1": 300, f"{inventory}:0": 30}
     assert sources.DONE.is_set()
+
+
+def test_after_an_empty_poll_it_is_polled_again_at_once_while_records_are_held(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    """Bytewax waits ``next_awake`` minus the time the poll started: an explicit time would add the poll's length
+    to the wait, so records held back by the alignment ask for Bytewax's 1 ms cooldown (``None``) instead."""
+    sales = topic_factory(2)
+    _produce(kafka_bootstrap, sales, 2, [1_700_000_000_000 + i for i in range(10)])
+    sources.reset()
+    source = KafkaBatchSource(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": "pytest-source"},
+        {"Sale": sales},
+        from_beginning=True,
+        exit_at_end=True,
+    )
+    reader = source.build_part("in", "kafka", None)
+    try:
+        reader._idle = True  # the last poll emitted nothing
+        part = next(iter(reader._parts.values()))
+        part.pending.append(("Sale", sales, 0, 0, None, b"held", 1_700_000_000_000))
+        assert reader.next_awake() is None
+        part.pending.clear()  # nothing held: librdkafka has 10 ms to fetch more
+        awake = reader.next_awake()
+        assert awake is not None and awake <= datetime.now(UTC) + timedelta(milliseconds=10)
+        reader._idle = False  # the last poll emitted records: poll again at once
+        assert reader.next_awake() is None
+    finally:
+        reader.close()
