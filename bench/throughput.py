@@ -15,7 +15,7 @@ interleaved so that load from other jobs on the machine spreads over all of them
 - ``quix passthrough``: the same in Quix Streams (``bench/quix_passthrough.py``), if installed.
 
 Then profiles one demandsense run with py-spy (``bench/results/flame.svg``) and reports the hot
-spots. Writes ``bench/results/throughput.md``.
+spots. Writes ``bench/results/throughput.md`` and its plot, ``throughput.png``.
 
     python -m bench.throughput [--events 1000000] [--repeats 3] [--quick]
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import resource
 import shutil
@@ -44,7 +45,9 @@ from bench._util import (
     SIM_STORES,
     compiled_install,
     fmt_rate,
+    machine,
     median,
+    revision,
     say,
     sim_days,
     table,
@@ -320,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     report = render(results, total, counts, cfg, args, startup, prof_wall, raw)
     print(report)
     path = write_result("throughput", "Throughput", report)
-    say(f"wrote {path}")
+    plot(results, total, RESULTS / "throughput.png")
+    say(f"wrote {path} and throughput.png")
     return 0
 
 
@@ -335,14 +339,23 @@ LABELS = {
 }
 
 
+def end_to_end(runs: list[Run], total: int) -> list[float]:
+    """Events/s of each run, from start to exit."""
+    return [total / r.wall_s for r in runs]
+
+
+def first_to_last(runs: list[Run]) -> list[float]:
+    """Events/s of the runs that measured it inside, from the first input record to the last."""
+    return [r.inner["messages"] / r.inner["first_to_last_s"] for r in runs if r.inner.get("first_to_last_s")]
+
+
 def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
     def rate(name: str) -> float:
-        return median([total / r.wall_s for r in results.get(name, [])])
+        return median(end_to_end(results.get(name, []), total))
 
     def steady(name: str) -> float | None:
         """Median first-to-last-record rate, where the runs measured it."""
-        rates = [r.inner["messages"] / r.inner["first_to_last_s"] for r in results.get(name, [])
-                 if r.inner.get("first_to_last_s")]  # fmt: skip
+        rates = first_to_last(results.get(name, []))
         return median(rates) if rates else None
 
     rows = []
@@ -350,8 +363,8 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         runs = results.get(name)
         if not runs:
             continue
-        rates = [total / r.wall_s for r in runs]
-        first_to_last = steady(name)
+        rates = end_to_end(runs, total)
+        inside = steady(name)
         rows.append([
             LABELS[name],
             fmt_rate(rate(name)),
@@ -361,7 +374,7 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
             f"{median([r.services_cpu_s for r in runs]) / total * 1e6:.1f}",
             f"{median([(r.cpu_s + r.services_cpu_s) / r.wall_s for r in runs]):.2f}",
             f"{median([r.peak_rss_mb for r in runs]):.0f}",
-            fmt_rate(first_to_last) if first_to_last else "",
+            fmt_rate(inside) if inside else "",
         ])  # fmt: skip
     ratios = []
     for label, a, b, goal in RATIOS:
@@ -399,6 +412,8 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         "",
         table(["ratio", "measured", "goal", "met"], ratios),
         "",
+        "![events/s of each configuration](throughput.png)",
+        "",
         f"demandsense start-up and shutdown over empty topics takes {startup:.2f} s of each run; without it the "
         f"single process runs at {net:,.0f} events/s. CPU µs/event counts all the processes' CPU (user + sys) "
         "per input record: less sensitive to other jobs on the machine than wall time. 'broker + Redis' is the "
@@ -430,6 +445,44 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
             table(["function", "inclusive", "self"], [[f"`{f}`", f"{i:.1%}", f"{s:.1%}"] for f, s, i in by_incl]),
         ]
     return "\n".join(body)
+
+
+def plot(results: dict[str, list[Run]], total: int, path: Path) -> None:
+    """Events/s of each configuration: the median end to end (bar), each run (dots), the median from the first
+    record to the last (tick), and the ratio to the Bytewax passthrough."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in ("ds1", "ds1nv", "ds2", "ds1py", "bytewax", "quix", "raw") if results.get(n)]
+    base = median(end_to_end(results.get("bytewax", []), total))  # NaN if the passthrough did not run
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.4))
+    for y, name in enumerate(names):
+        runs, inside = end_to_end(results[name], total), first_to_last(results[name])
+        ax.barh(y, median(runs), color="C0" if name.startswith("ds") else "C7", alpha=0.8)
+        ax.plot(runs, [y] * len(runs), "k.", ms=4)
+        if inside:
+            ax.plot([median(inside)], [y], "|", color="k", ms=14, mew=1.5)
+        label = f" {median(runs):,.0f}/s" + ("" if math.isnan(base) else f", {median(runs) / base:.2f}x passthrough")
+        if name == "ds2" and results.get("ds1"):
+            label += f", {median(runs) / median(end_to_end(results['ds1'], total)):.2f}x 1 proc"
+        ax.annotate(label, (max(runs + inside), y), va="center", fontsize=8)
+    if not math.isnan(base):
+        ax.axvline(base, color="C3", ls="--", lw=1, label="Bytewax passthrough (1.0x)")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(names)), [LABELS[n] for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("input events/s: bar = median end to end, dots = each run, tick = first record to last")
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.3)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    ax.grid(axis="x", alpha=0.3)
+    m = machine()
+    ax.set_title(f"Throughput, {total:,} Avro events ({m['date']}, {m['cpu']}, {m['nproc']} cores, "
+                 f"demandsense at {revision()})", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 RATIOS = (  # label, numerator, denominator, goal (0: none)
