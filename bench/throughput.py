@@ -12,7 +12,9 @@ interleaved so that load from other jobs on the machine spreads over all of them
 - ``demandsense x2``: the compiled build as two processes (``--process-id``/``--addresses``);
 - ``raw consumer``: confluent-kafka + fastavro decode, no engine (``bench/passthrough.py raw``);
 - ``bytewax passthrough``: Bytewax KafkaSource -> decode/re-encode -> KafkaSink (``... bytewax``);
-- ``quix passthrough``: the same in Quix Streams (``bench/quix_passthrough.py``), if installed.
+- ``quix passthrough``: the same in Quix Streams (``bench/quix_passthrough.py``), if installed;
+- ``CPU-bound Python``: :data:`CPU_WORK` as one process and as two at once, the machine's own ceiling
+  for two processes (two vCPUs of a shared host do not give twice one's work).
 
 Then profiles one demandsense run with py-spy (``bench/results/flame.svg``) and reports the hot
 spots. Writes ``bench/results/throughput.md`` and its plot, ``throughput.png``.
@@ -55,6 +57,13 @@ from bench._util import (
 )
 
 PY = sys.executable
+
+CPU_WORK = """
+d = {}
+for i in range(8_000_000):
+    d[i % 5000] = (i, str(i))
+"""
+"""Pure Python work with no I/O (dict stores, small allocations), run as one process and as two at once."""
 
 
 @dataclass
@@ -242,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partitions", type=int, default=4, help="partitions of each input topic (4)")
     p.add_argument("--quick", action="store_true", help="100k events, one repeat, no profile (under a minute)")
     p.add_argument("--no-profile", action="store_true")
-    p.add_argument("--only", help="comma-separated subset: raw,bytewax,quix,ds1,ds2,ds1nv (views off),ds1py (pure)")
+    p.add_argument(
+        "--only",
+        help="comma-separated subset: raw,bytewax,quix,ds1,ds2,ds1nv (views off),ds1py (pure), "
+        "cpu1,cpu2 (CPU-bound Python as 1 and 2 processes)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.repeats, args.no_profile = min(args.events, 100_000), 1, True
@@ -258,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"simulating {cfg.stores} stores x {cfg.skus} SKUs x {days:g} days")
     sim = generate(cfg)
     have_quix = importlib.util.find_spec("quixstreams") is not None
-    configs = ["raw", "bytewax", "ds1", "ds1py", "ds2", "ds1nv"] + (["quix"] if have_quix else [])
+    configs = ["raw", "bytewax", "ds1", "ds1py", "ds2", "ds1nv", "cpu1", "cpu2"] + (["quix"] if have_quix else [])
     if args.only:
         configs = [c for c in configs if c in args.only.split(",")]
     results: dict[str, list[Run]] = defaultdict(list)
@@ -287,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         services = (broker.pid, redis_server.pid)
 
         def one(name: str) -> Run:
+            if name in ("cpu1", "cpu2"):
+                return run_procs([[PY, "-c", CPU_WORK]] * (2 if name == "cpu2" else 1))
             if name == "raw":
                 cmd = [PY, "-m", "bench.passthrough", "raw", "--bootstrap-servers", bs, *topic_args(inputs)]
                 return run_procs([cmd], services=services)
@@ -310,9 +325,15 @@ def main(argv: list[str] | None = None) -> int:
 
         for rep in range(args.repeats):
             order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
+            if "cpu1" in order and "cpu2" in order:  # the pair back to back: the same minute of the machine
+                order.remove("cpu2")
+                order.insert(order.index("cpu1") + 1, "cpu2")
             for name in order:
                 r = one(name)
                 results[name].append(r)
+                if name.startswith("cpu"):
+                    say(f"[{rep + 1}/{args.repeats}] {LABELS[name]:<22} wall {r.wall_s:.2f} s")
+                    continue
                 say(f"[{rep + 1}/{args.repeats}] {LABELS[name]:<22} {total / r.wall_s:>10,.0f} events/s "
                     f"(wall {r.wall_s:.2f} s, cpu {r.cpu_s:.1f} s, peak RSS {r.peak_rss_mb:.0f} MB)")  # fmt: skip
 
@@ -336,6 +357,8 @@ LABELS = {
     "bytewax": "Bytewax passthrough",
     "quix": "Quix passthrough",
     "raw": "raw consumer + fastavro",
+    "cpu1": "CPU-bound Python x1",
+    "cpu2": "CPU-bound Python x2",
 }
 
 
@@ -347,6 +370,13 @@ def end_to_end(runs: list[Run], total: int) -> list[float]:
 def first_to_last(runs: list[Run]) -> list[float]:
     """Events/s of the runs that measured it inside, from the first input record to the last."""
     return [r.inner["messages"] / r.inner["first_to_last_s"] for r in runs if r.inner.get("first_to_last_s")]
+
+
+def machine_scaling(results: dict[str, list[Run]]) -> float | None:
+    """Median over repeats of the work two CPU-bound processes did per second against one's (each repeat's pair
+    ran back to back): what two processes can reach on this machine."""
+    pairs = list(zip(results.get("cpu1", []), results.get("cpu2", []), strict=False))
+    return median([2 * one.wall_s / two.wall_s for one, two in pairs]) if pairs else None
 
 
 def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
@@ -385,6 +415,13 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         sa, sb = steady(a), steady(b)
         if sa and sb:
             ratios.append([f"{label}, first to last record", f"{sa / sb:.2f}x", "", ""])
+    ceiling = machine_scaling(results)
+    if ceiling is not None:
+        ratios.append(["2 CPU-bound Python processes / 1, this machine (the ceiling for 2 processes)",
+                       f"{ceiling:.2f}x", "", ""])  # fmt: skip
+        if results.get("ds2") and results.get("ds1"):
+            share = rate("ds2") / rate("ds1") / ceiling
+            ratios.append(["demandsense 2 procs / 1 proc, as a share of that ceiling", f"{share:.0%}", "", ""])
     net = total / max(1e-9, median([r.wall_s for r in results.get("ds1", [])]) - startup)
     body = [
         f"Input: `SimConfig(stores={cfg.stores}, skus={cfg.skus}, days={cfg.days:g}, seed={cfg.seed})` produced as "
@@ -421,7 +458,9 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         f"time (of {os.cpu_count()} cores; other jobs on the machine not counted). 'first-to-last' is measured "
         "inside each run from its first input record to its last (demandsense: until the end of input reached the "
         "stores of every process, from its final log lines): it leaves out start-up and shutdown (and, for Quix, "
-        "the group join). The goals are judged end to end.",
+        "the group join). The goals are judged end to end. The CPU-bound Python ratio times `CPU_WORK` "
+        "(bench/throughput.py) as one process and as two at once, back to back in each repeat: the work per "
+        "second two processes get from this machine's cores against one's.",
     ]
     if raw is not None:
         n, spots = hot_spots(raw)
@@ -467,6 +506,8 @@ def plot(results: dict[str, list[Run]], total: int, path: Path) -> None:
         label = f" {median(runs):,.0f}/s" + ("" if math.isnan(base) else f", {median(runs) / base:.2f}x passthrough")
         if name == "ds2" and results.get("ds1"):
             label += f", {median(runs) / median(end_to_end(results['ds1'], total)):.2f}x 1 proc"
+            ceiling = machine_scaling(results)
+            label += "" if ceiling is None else f" (machine ceiling {ceiling:.2f}x)"
         ax.annotate(label, (max(runs + inside), y), va="center", fontsize=8)
     if not math.isnan(base):
         ax.axvline(base, color="C3", ls="--", lw=1, label="Bytewax passthrough (1.0x)")
