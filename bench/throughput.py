@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         help="comma-separated subset: raw,bytewax,quix,ds1,ds2,ds1nv (views off),ds1py (pure), "
-        "cpu1,cpu2 (CPU-bound Python as 1 and 2 processes)",
+        "cpu (a CPU-bound Python loop alone and as two at once)",
     )
     args = p.parse_args(argv)
     if args.quick:
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"simulating {cfg.stores} stores x {cfg.skus} SKUs x {days:g} days")
     sim = generate(cfg)
     have_quix = importlib.util.find_spec("quixstreams") is not None
-    configs = ["raw", "bytewax", "ds1", "ds1py", "ds2", "ds1nv", "cpu1", "cpu2"] + (["quix"] if have_quix else [])
+    configs = ["raw", "bytewax", "ds1", "ds1py", "ds2", "ds1nv", "cpu"] + (["quix"] if have_quix else [])
     if args.only:
         configs = [c for c in configs if c in args.only.split(",")]
     results: dict[str, list[Run]] = defaultdict(list)
@@ -300,8 +300,6 @@ def main(argv: list[str] | None = None) -> int:
         services = (broker.pid, redis_server.pid)
 
         def one(name: str) -> Run:
-            if name in ("cpu1", "cpu2"):
-                return run_procs([[PY, "-c", CPU_WORK]] * (2 if name == "cpu2" else 1))
             if name == "raw":
                 cmd = [PY, "-m", "bench.passthrough", "raw", "--bootstrap-servers", bs, *topic_args(inputs)]
                 return run_procs([cmd], services=services)
@@ -325,15 +323,15 @@ def main(argv: list[str] | None = None) -> int:
 
         for rep in range(args.repeats):
             order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
-            if "cpu1" in order and "cpu2" in order:  # the pair back to back: the same minute of the machine
-                order.remove("cpu2")
-                order.insert(order.index("cpu1") + 1, "cpu2")
             for name in order:
+                if name == "cpu":  # the loop alone, then two at once, back to back: the same minute of the machine
+                    results["cpu1"].append(run_procs([[PY, "-c", CPU_WORK]]))
+                    results["cpu2"].append(run_procs([[PY, "-c", CPU_WORK]] * 2))
+                    say(f"[{rep + 1}/{args.repeats}] CPU-bound Python loop: alone {results['cpu1'][-1].wall_s:.2f} s, "
+                        f"two at once {results['cpu2'][-1].wall_s:.2f} s")  # fmt: skip
+                    continue
                 r = one(name)
                 results[name].append(r)
-                if name.startswith("cpu"):
-                    say(f"[{rep + 1}/{args.repeats}] {LABELS[name]:<22} wall {r.wall_s:.2f} s")
-                    continue
                 say(f"[{rep + 1}/{args.repeats}] {LABELS[name]:<22} {total / r.wall_s:>10,.0f} events/s "
                     f"(wall {r.wall_s:.2f} s, cpu {r.cpu_s:.1f} s, peak RSS {r.peak_rss_mb:.0f} MB)")  # fmt: skip
 
@@ -357,8 +355,6 @@ LABELS = {
     "bytewax": "Bytewax passthrough",
     "quix": "Quix passthrough",
     "raw": "raw consumer + fastavro",
-    "cpu1": "CPU-bound Python x1",
-    "cpu2": "CPU-bound Python x2",
 }
 
 
@@ -373,9 +369,9 @@ def first_to_last(runs: list[Run]) -> list[float]:
 
 
 def machine_scaling(results: dict[str, list[Run]]) -> float | None:
-    """Median over repeats of the work two CPU-bound processes did per second against one's (each repeat's pair
-    ran back to back): what two processes can reach on this machine."""
-    pairs = list(zip(results.get("cpu1", []), results.get("cpu2", []), strict=False))
+    """Median over repeats of the work two CPU-bound processes did per second against one's (``cpu1``: the loop
+    alone, ``cpu2``: two at once, back to back): what two processes can reach on this machine."""
+    pairs = list(zip(results.get("cpu1", []), results.get("cpu2", []), strict=True))
     return median([2 * one.wall_s / two.wall_s for one, two in pairs]) if pairs else None
 
 
