@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import time
 import uuid
 
@@ -36,8 +37,10 @@ def run(bootstrap: str, pairs: list[str], out_topic: str, count: int) -> dict:
 
     from bench.passthrough import FastavroCodec
 
+    state_dir = tempfile.TemporaryDirectory(prefix="bench-quix-")  # Quix's default, ./state, is our package
     app = Application(
         broker_address=bootstrap,
+        state_dir=state_dir.name,
         consumer_group=f"bench-quix-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         consumer_extra_config={
@@ -67,6 +70,7 @@ def run(bootstrap: str, pairs: list[str], out_topic: str, count: int) -> dict:
         sdf = sdf.apply(reencode)
         sdf.to_topic(out)
     app.run(count=count, timeout=30.0, collect=False)
+    state_dir.cleanup()
     return {"messages": _Count.n, "first_to_last_s": (_Count.last or 0.0) - (_Count.first or 0.0)}
 
 
