@@ -51,7 +51,6 @@ MINUTE_MS, HOUR_MS = 60_000, 3_600_000
 DAY_MS = 24 * HOUR_MS
 RISK = "STOCKOUT_RISK"
 RATE_TYPES = (SPIKE, DROP, PHANTOM)
-SCORED = (SPIKE, DROP, PHANTOM, RISK, OOS)
 EXPECTED = {SPIKE: SPIKE, DROP: DROP, PHANTOM: PHANTOM, RISK: "STOCKOUT", OOS: "STOCKOUT"}  # alert -> scenario
 RISK_LEAD_H = 48.0  # a STOCKOUT_RISK counts from this long before the shelf empties (as demandsense.evaluate)
 MASK_MS = 3 * HOUR_MS  # a miss is "masked" when an alert of the type opened this long before the start

@@ -1,4 +1,4 @@
-"""Score alerts against the simulator's ground-truth labels: recall, detection delay, false alarms.
+"""Score alerts against the simulator's ground-truth labels: recall and false alarms.
 
 An alert detects a label when it is an OPEN of one of the label's expected types, on the same
 item, raised after the scenario started (less a grace period for STOCKOUT_RISK, which should
@@ -9,10 +9,9 @@ because the simulator's own natural stockouts are real.
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,25 +32,11 @@ class Score:
 
     labels: int = 0
     detected: int = 0
-    delays_min: list[float] = field(default_factory=list)
 
     @property
     def recall(self) -> float:
         """Share of labels detected."""
         return self.detected / self.labels if self.labels else float("nan")
-
-    @property
-    def median_delay_min(self) -> float:
-        """Median minutes from scenario start to the first detecting alert."""
-        return statistics.median(self.delays_min) if self.delays_min else float("nan")
-
-    @property
-    def p90_delay_min(self) -> float:
-        """90th percentile of the delays."""
-        if not self.delays_min:
-            return float("nan")
-        d = sorted(self.delays_min)
-        return d[min(len(d) - 1, int(0.9 * len(d)))]
 
 
 def score(
@@ -72,15 +57,13 @@ def score(
         end = ms(lab["end"]) + 24 * HOUR_MS if lab.get("end") else None
         s = scores[lab["scenario"]]
         s.labels += 1
-        first = None
-        for t, kind in sorted(opens.get(key, [])):
+        detected = False
+        for t, kind in opens.get(key, []):
             earliest = start - (risk_lead_h * HOUR_MS if kind == "STOCKOUT_RISK" else 0)
             if kind in lab["expected_alert"] and t >= earliest and (end is None or t <= end):
                 explained.add((*key, t, kind))
-                first = t if first is None else first
-        if first is not None:
-            s.detected += 1
-            s.delays_min.append((first - start) / 60_000)
+                detected = True
+        s.detected += detected
     false_alarms: dict[str, int] = defaultdict(int)
     for key, items in opens.items():
         for t, kind in items:

@@ -9,8 +9,6 @@ from pathlib import Path
 from demandsense.errors import ConfigError
 from operators.policy import Policy
 
-SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.key.pem", "ssl.keystore.password")
-
 
 def env(name: str, default: str | None = None) -> str | None:
     """``DEMANDSENSE_<NAME>`` from the environment."""
@@ -103,8 +101,3 @@ def delivery_retries(environ: dict[str, str] | None = None) -> int:
     if n < 0:
         raise ConfigError(f"DEMANDSENSE_DELIVERY_RETRIES must be 0 or more, got {n}")
     return n
-
-
-def redacted(conf: dict[str, str]) -> dict[str, str]:
-    """A copy safe to log: secrets replaced by ``**********``."""
-    return {k: ("**********" if k in SECRET_KEYS else v) for k, v in conf.items()}

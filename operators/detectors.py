@@ -34,11 +34,6 @@ def cusum_on_event(s: float, ratio: float) -> float:
     return max(0.0, s + math.log(ratio))
 
 
-def zero_run_pvalue(expected: float) -> float:
-    """Probability of no transaction when ``expected`` were due (Poisson)."""
-    return math.exp(-expected)
-
-
 def demand_tail(mean: float, var: float, threshold: float) -> float:
     """P(demand > threshold) for count demand with this mean and variance (negative binomial).
 

@@ -20,8 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import redis
@@ -29,7 +28,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from demandsense.errors import ConfigError
 from demandsense.metrics import REDIS_WRITE_FAILURES
 from operators.events import ALERT_TYPES, Alert
 
@@ -58,95 +56,6 @@ class ItemView:
     last_alert_type: str | None = None
     last_alert_time: int | None = None
     hourly_units: tuple[int, ...] = ()
-
-
-# ---------------------------------------------------------------- StateStore
-
-
-class StateStore(Protocol):
-    """A small key-value store for state snapshots (bytes values, optional TTL)."""
-
-    def get(self, key: str) -> bytes | None:
-        """The value, or ``None`` when absent or expired."""
-        ...
-
-    def set(self, key: str, value: bytes, ttl: timedelta | None = None) -> None:
-        """Store ``value``; it expires after ``ttl`` when given."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove the key (no error when absent)."""
-        ...
-
-    def exists(self, key: str) -> bool:
-        """Whether the key holds a live value."""
-        ...
-
-
-def _ttl_ms(ttl: timedelta) -> int:
-    ms = int(ttl.total_seconds() * 1000)
-    if ms <= 0:
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
-    return ms
-
-
-class MemoryStore:
-    """In-process :class:`StateStore`; expiry is judged with the injected monotonic clock."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._data: dict[str, tuple[bytes, float | None]] = {}
-
-    def get(self, key: str) -> bytes | None:
-        """The value, or ``None`` when absent or expired (expired entries are dropped)."""
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        value, expires_at = entry
-        if expires_at is not None and self._clock() >= expires_at:
-            del self._data[key]
-            return None
-        return value
-
-    def set(self, key: str, value: bytes, ttl: timedelta | None = None) -> None:
-        """Store ``value``, expiring after ``ttl`` when given."""
-        expires_at = None if ttl is None else self._clock() + _ttl_ms(ttl) / 1000
-        self._data[key] = (value, expires_at)
-
-    def delete(self, key: str) -> None:
-        """Remove the key."""
-        self._data.pop(key, None)
-
-    def exists(self, key: str) -> bool:
-        """Whether the key holds a live value."""
-        return self.get(key) is not None
-
-
-class RedisStore:
-    """:class:`StateStore` on Redis strings; the client must return bytes (``decode_responses=False``)."""
-
-    def __init__(self, client: redis.Redis, *, prefix: str = "") -> None:
-        if client.get_connection_kwargs().get("decode_responses"):
-            raise ConfigError("RedisStore needs a client with decode_responses=False: values are bytes")
-        self._client = client
-        self._prefix = prefix
-
-    def get(self, key: str) -> bytes | None:
-        """The value, or ``None`` when absent or expired."""
-        value: bytes | None = self._client.get(self._prefix + key)
-        return value
-
-    def set(self, key: str, value: bytes, ttl: timedelta | None = None) -> None:
-        """``SET`` with ``PX`` when a TTL is given."""
-        self._client.set(self._prefix + key, value, px=None if ttl is None else _ttl_ms(ttl))
-
-    def delete(self, key: str) -> None:
-        """``DEL`` the key."""
-        self._client.delete(self._prefix + key)
-
-    def exists(self, key: str) -> bool:
-        """``EXISTS`` the key."""
-        return bool(self._client.exists(self._prefix + key))
 
 
 # ---------------------------------------------------------------- keys and field codecs

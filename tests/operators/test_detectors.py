@@ -13,7 +13,6 @@ from operators.detectors import (
     cusum_on_event,
     cusum_up_quiet,
     demand_tail,
-    zero_run_pvalue,
 )
 
 LLRS = [x / 4 for x in range(-200, 201)]  # -50 .. 50
@@ -88,11 +87,6 @@ def test_cusum_steps_add_up_to_the_poisson_log_likelihood_ratio(ratio: float) ->
             n += 1
     assert s > 0
     assert s == pytest.approx(50.0 + n * math.log(ratio) - (ratio - 1) * expected)
-
-
-def test_zero_run_pvalue_is_the_poisson_probability_of_no_event() -> None:
-    for e in (0.0, 0.5, 3.0, 7.0):
-        assert zero_run_pvalue(e) == pytest.approx(poisson.pmf(0, e))
 
 
 # -- demand_tail ----------------------------------------------------------------------------------

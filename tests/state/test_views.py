@@ -1,4 +1,4 @@
-"""StateStore contract, RedisViews writes and readers, idempotence, TTLs and the outage path."""
+"""RedisViews writes and readers, idempotence, TTLs and the outage path."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,15 +14,11 @@ import redis
 from prometheus_client import REGISTRY
 
 from demandsense.embedded import RedisServer
-from demandsense.errors import ConfigError
 from operators.events import Alert
 from state.views import (
     ItemView,
     Keys,
-    MemoryStore,
-    RedisStore,
     RedisViews,
-    StateStore,
     alert_fields,
     alert_from_fields,
     connect,
@@ -149,68 +144,6 @@ def test_backoff_doubles_to_30s_and_only_buffers_in_between() -> None:
         waits.append(waited)
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert views.pending == (1, buffered)
-
-
-# ---------------------------------------------------------------- StateStore contract
-
-SUPPORTED_STORES = ["memory", pytest.param("redis", marks=pytest.mark.integration)]
-
-
-@pytest.fixture
-def store(request: pytest.FixtureRequest) -> StateStore:
-    if request.param == "memory":
-        return MemoryStore()
-    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-    return RedisStore(client, prefix=f"t-{uuid.uuid4().hex}:")
-
-
-@pytest.mark.parametrize("store", SUPPORTED_STORES, indirect=True)
-class TestStateStore:
-    def test_get_missing(self, store: StateStore) -> None:
-        assert store.get("k") is None
-        assert not store.exists("k")
-
-    def test_set_get_overwrite(self, store: StateStore) -> None:
-        store.set("k", b"\x80\x04pickle")
-        assert store.get("k") == b"\x80\x04pickle"
-        store.set("k", b"v2")
-        assert store.get("k") == b"v2"
-        assert store.exists("k")
-
-    def test_delete(self, store: StateStore) -> None:
-        store.set("k", b"v")
-        store.delete("k")
-        store.delete("never-set")
-        assert store.get("k") is None
-        assert not store.exists("k")
-
-    def test_ttl_expires(self, store: StateStore) -> None:
-        store.set("short", b"v", ttl=timedelta(milliseconds=30))
-        store.set("long", b"v", ttl=timedelta(hours=1))
-        assert store.exists("short")
-        time.sleep(0.06)
-        assert store.get("short") is None
-        assert not store.exists("short")
-        assert store.get("long") == b"v"
-
-    def test_ttl_must_be_positive(self, store: StateStore) -> None:
-        with pytest.raises(ValueError, match="positive"):
-            store.set("k", b"v", ttl=timedelta(0))
-
-
-def test_memory_store_expiry_follows_injected_clock() -> None:
-    clock = FakeClock()
-    store = MemoryStore(clock=clock)
-    store.set("k", b"v", ttl=timedelta(seconds=10))
-    clock.advance(9.9)
-    assert store.exists("k")
-    clock.advance(0.1)
-    assert not store.exists("k")
-
-
-def test_redis_store_rejects_decoding_client() -> None:
-    with pytest.raises(ConfigError, match="decode_responses"):
-        RedisStore(connect("redis://localhost:6390"))
 
 
 # ---------------------------------------------------------------- RedisViews against a real Redis
