@@ -244,11 +244,26 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLD)
     try:
         return COMMANDS[args.command](args)
-    except DemandsenseError as exc:
-        print(f"demandsense {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        error = on_purpose(exc)
+        if error is None:
+            raise
+        print(f"demandsense {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def on_purpose(exc: BaseException) -> DemandsenseError | None:
+    """The error demandsense raised on purpose behind ``exc``: itself, or a cause (Bytewax wraps a dataflow's)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, DemandsenseError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -309,6 +324,7 @@ def _run(args: argparse.Namespace) -> int:
         recovery=args.recovery_dir is not None,
     )  # fmt: skip
     flow = build_flow(settings)
+    sources.check_kafka(conf)
     recovery = None
     if args.recovery_dir is not None:
         recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))

@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 from bytewax.inputs import DynamicSource, FixedPartitionedSource, StatefulSourcePartition, StatelessSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import ClusterMetadata
 
 from demandsense import metrics, server
 from demandsense.errors import ServiceUnavailable
@@ -407,11 +408,10 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
     def build_part(self, step_id: str, for_part: str, resume_state: dict[str, int] | None) -> _KafkaReader:
         consumer = Consumer(self._config)
         try:
-            meta = consumer.list_topics(timeout=10)
-        except KafkaException as exc:
+            meta = _metadata(consumer, self._config)
+        except ServiceUnavailable:
             consumer.close()
-            servers = self._config.get("bootstrap.servers")
-            raise ServiceUnavailable(f"Kafka at {servers} did not answer: {exc}") from exc
+            raise
         parts = [  # (kind, topic, partition); an optional input (item params) may not exist
             (kind, topic, p) for kind, topic in self._topics.items() if topic in meta.topics
             for p in sorted(meta.topics[topic].partitions)
@@ -429,6 +429,23 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
             end = high if self._exit_at_end else None
             readers.append(_KafkaPartition(kind, t, p, start, end, high, alignment))
         return _KafkaReader(consumer, readers, self._deadline, self._markers, alignment)
+
+
+def check_kafka(config: dict) -> None:
+    """Raise :class:`ServiceUnavailable` unless Kafka answers within 10 s: before the dataflow starts, so the
+    command line says so in one line (inside the dataflow, the same error comes wrapped in a Bytewax panic)."""
+    consumer = Consumer(config)
+    try:
+        _metadata(consumer, config)
+    finally:
+        consumer.close()
+
+
+def _metadata(consumer: Consumer, config: dict) -> ClusterMetadata:
+    try:
+        return consumer.list_topics(timeout=10)
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"Kafka at {config.get('bootstrap.servers')} did not answer: {exc}") from exc
 
 
 class _ControlPartition(StatelessSourcePartition[Control]):

@@ -51,10 +51,29 @@ def test_a_bad_policy_file_is_named_with_the_offending_key(tmp_path: Path) -> No
     _one_clear_line(run, "policy.toml", "service_level")
 
 
-def test_an_unreachable_broker_is_one_line_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("simulate", "--stores", "1", "--skus", "5", "--days", "1"), ("run",)])
+def test_an_unreachable_broker_is_one_line_naming_it(command: tuple[str, ...]) -> None:
     address = f"127.0.0.1:{free_port()}"
-    run = _cli("simulate", "--bootstrap-servers", address, "--stores", "1", "--skus", "5", "--days", "1")
+    run = _cli(*command, "--bootstrap-servers", address)
     _one_clear_line(run, address, "did not answer")
+    assert "panicked" not in run.stderr  # checked before the dataflow starts
+
+
+def test_an_error_raised_inside_the_dataflow_is_found_behind_bytewax() -> None:
+    from bytewax.errors import BytewaxRuntimeError
+
+    from demandsense.cli import on_purpose
+    from demandsense.errors import ServiceUnavailable
+
+    cause = ServiceUnavailable("Kafka at h:1 did not answer")
+    try:
+        try:
+            raise cause
+        except ServiceUnavailable as exc:
+            raise BytewaxRuntimeError("error calling `FixedPartitionSource.build_part`") from exc
+    except BytewaxRuntimeError as wrapped:
+        assert on_purpose(wrapped) is cause
+    assert on_purpose(RuntimeError("a bug")) is None
 
 
 def test_help_lists_every_command() -> None:
