@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from demandsense import logs
-from demandsense.errors import DemandsenseError
+from demandsense.errors import DemandsenseError, ServiceUnavailable
+from demandsense.serde import RECORD_TYPES
 from demandsense.settings import env, kafka_config_from_env, load_policy
 
 log = logging.getLogger("demandsense")
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--topic", default="retail.demand-alerts.v1", help="(%(default)s)")
     tail.add_argument("--format", choices=("avro", "json"), default=env("FORMAT", "avro"), help="(avro)")
-    tail.add_argument("--record-type", help="Alert, ReplenishmentTrigger, DeadLetter... (guessed from the topic)")
+    tail.add_argument("--record-type", choices=RECORD_TYPES, help="the topic's record type (guessed from its name)")
     tail.add_argument("-n", "--max", type=_positive_int, help="stop after this many records")
     tail.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
 
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:
-        error = on_purpose(exc)
+        error = user_error(exc)
         if error is None:
             raise
         print(f"demandsense {args.command}: error: {error}", file=sys.stderr)
@@ -254,13 +255,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def on_purpose(exc: BaseException) -> DemandsenseError | None:
-    """The error demandsense raised on purpose behind ``exc``: itself, or a cause (Bytewax wraps a dataflow's)."""
+def user_error(exc: BaseException) -> str | None:
+    """What the user can act on behind ``exc`` (itself or a cause: Bytewax wraps a dataflow's errors): an
+    error demandsense raised on purpose, or a file or directory that could not be used; None for a bug."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, DemandsenseError):
-            return cause
+            return str(cause)
+        if isinstance(cause, OSError) and cause.filename is not None:
+            return f"{cause.filename}: {cause.strerror}"
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
@@ -279,7 +283,11 @@ def _replay(args: argparse.Namespace) -> int:
     flow = build_flow(FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url)))
     cli_main(flow, workers_per_process=1)
     counts = {p.name: sum(1 for _ in p.open("rb")) for p in outs}
-    print(", ".join(f"{n} lines in {name}" for name, n in counts.items()), file=sys.stderr)
+    summary = ", ".join(f"{n} lines in {name}" for name, n in counts.items())
+    dead = _totals()["dead_letters"]
+    if dead and args.dead_letter_out is None:
+        summary += f"; {dead} records were dead letters, not written (give --dead-letter-out FILE to keep them)"
+    print(summary, file=sys.stderr)
     return 0
 
 
@@ -324,7 +332,7 @@ def _run(args: argparse.Namespace) -> int:
         recovery=args.recovery_dir is not None,
     )  # fmt: skip
     flow = build_flow(settings)
-    sources.check_kafka(conf)
+    sources.check_kafka(conf, topics.inputs())
     recovery = None
     if args.recovery_dir is not None:
         recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))
@@ -499,11 +507,21 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _redis_client(args: argparse.Namespace):
+    """A client of the analysts' Redis that has answered a PING."""
+    import redis
+
     from state.views import connect
 
     if not args.redis_url:
         raise DemandsenseError("give --redis-url or set DEMANDSENSE_REDIS_URL")
-    return connect(**_redis_args(args.redis_url))
+    client = connect(**_redis_args(args.redis_url))
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        at = client.connection_pool.connection_kwargs
+        where = at.get("path") or f"{at.get('host')}:{at.get('port')}"  # never the URL: it may hold a password
+        raise ServiceUnavailable(f"Redis at {where} did not answer: {exc}") from exc
+    return client
 
 
 def _top(args: argparse.Namespace) -> int:

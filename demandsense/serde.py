@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 import zlib
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import fastavro
 import orjson
 
 from demandsense.avro_reader import RecordReader
 from demandsense.avro_writer import RecordWriter
-from demandsense.errors import DecodeError
+from demandsense.errors import ConfigError, DecodeError, ServiceUnavailable
 
 RECORD_TYPES = ("Sale", "InventoryEvent", "ItemParams", "Alert", "ReplenishmentTrigger", "DeadLetter")
 MAGIC = 0
@@ -141,11 +143,24 @@ class AvroCodec:
 
 
 def registry_schema_id(url: str, subject: str, name: str) -> int:
-    """Register (or look up) ``name``'s schema under ``subject`` in a Schema Registry; its id."""
-    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    """Register (or look up) ``name``'s schema under ``subject`` in a Schema Registry; its id.
 
+    :class:`ServiceUnavailable` when the registry does not answer, :class:`ConfigError` when it refuses.
+    """
+    import httpx  # the registry client's transport
+
+    with warnings.catch_warnings(record=True):  # authlib forces its deprecation warnings on; keep them off the CLI
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    where = urlsplit(url)._replace(netloc=urlsplit(url).netloc.rpartition("@")[2]).geturl()  # no credentials
     client = SchemaRegistryClient({"url": url})
-    return client.register_schema(subject, Schema(json.dumps(schema_json(name)), "AVRO"))
+    try:
+        return client.register_schema(subject, Schema(json.dumps(schema_json(name)), "AVRO"))
+    except httpx.TransportError as exc:
+        raise ServiceUnavailable(f"Schema Registry at {where} did not answer: {exc}") from exc
+    except SchemaRegistryError as exc:
+        raise ConfigError(f"Schema Registry at {where} refused {subject}: {exc}") from exc
 
 
 def make_codec(fmt: str, name: str, *, topic: str | None = None, registry_url: str | None = None) -> Codec:

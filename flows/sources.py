@@ -24,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from confluent_kafka.admin import ClusterMetadata
 
 from demandsense import metrics, server
-from demandsense.errors import ServiceUnavailable
+from demandsense.errors import ConfigError, ServiceUnavailable
 from demandsense.settings import librdkafka_overrides
 
 log = logging.getLogger("demandsense.sources")
@@ -431,14 +431,25 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
         return _KafkaReader(consumer, readers, self._deadline, self._markers, alignment)
 
 
-def check_kafka(config: dict) -> None:
-    """Raise :class:`ServiceUnavailable` unless Kafka answers within 10 s: before the dataflow starts, so the
-    command line says so in one line (inside the dataflow, the same error comes wrapped in a Bytewax panic)."""
+def check_kafka(config: dict, topics: dict[str, str]) -> None:
+    """Before the dataflow starts, so that the command line says it in one line (inside the dataflow, an error
+    comes wrapped in a Bytewax panic): :class:`ServiceUnavailable` unless Kafka answers within 10 s,
+    :class:`ConfigError` when the sales topic does not exist (the job would finish at once, having read
+    nothing). A missing inventory or item-params topic (``topics``: kind -> topic) is logged: it is not read.
+    """
     consumer = Consumer(config)
     try:
-        _metadata(consumer, config)
+        meta = _metadata(consumer, config)
     finally:
         consumer.close()
+    servers = config.get("bootstrap.servers")
+    if topics["Sale"] not in meta.topics:
+        raise ConfigError(
+            f"the sales topic {topics['Sale']} does not exist on {servers}: create it, or fix --sales-topic"
+        )
+    for kind, topic in topics.items():
+        if topic not in meta.topics:
+            log.warning("input topic %s (%s) does not exist on %s: not read until a restart", topic, kind, servers)
 
 
 def _metadata(consumer: Consumer, config: dict) -> ClusterMetadata:

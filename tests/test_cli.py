@@ -37,6 +37,7 @@ def _one_clear_line(run: subprocess.CompletedProcess[str], *words: str) -> None:
         (("run", "--bootstrap-servers", "h:1", "--format", "xml"), ("--format", "xml")),
         (("frobnicate",), ("invalid choice", "frobnicate")),
         (("top",), ("--redis-url",)),
+        (("tail", "--bootstrap-servers", "h:1", "--topic", "t", "--record-type", "Nope"), ("--record-type", "Nope")),
     ],
 )
 def test_bad_arguments_give_one_clear_line(args: tuple[str, ...], words: tuple[str, ...], tmp_path: Path) -> None:
@@ -59,10 +60,10 @@ def test_an_unreachable_broker_is_one_line_naming_it(command: tuple[str, ...]) -
     assert "panicked" not in run.stderr  # checked before the dataflow starts
 
 
-def test_an_error_raised_inside_the_dataflow_is_found_behind_bytewax() -> None:
+def test_an_error_behind_bytewax_or_a_file_that_cannot_be_used_is_one_line() -> None:
     from bytewax.errors import BytewaxRuntimeError
 
-    from demandsense.cli import on_purpose
+    from demandsense.cli import user_error
     from demandsense.errors import ServiceUnavailable
 
     cause = ServiceUnavailable("Kafka at h:1 did not answer")
@@ -72,8 +73,12 @@ def test_an_error_raised_inside_the_dataflow_is_found_behind_bytewax() -> None:
         except ServiceUnavailable as exc:
             raise BytewaxRuntimeError("error calling `FixedPartitionSource.build_part`") from exc
     except BytewaxRuntimeError as wrapped:
-        assert on_purpose(wrapped) is cause
-    assert on_purpose(RuntimeError("a bug")) is None
+        assert user_error(wrapped) == str(cause)
+    try:
+        open("/no/such/dir/alerts.jsonl", "w")
+    except OSError as exc:
+        assert user_error(exc) == "/no/such/dir/alerts.jsonl: No such file or directory"
+    assert user_error(RuntimeError("a bug")) is None
 
 
 def test_help_lists_every_command() -> None:
@@ -119,3 +124,24 @@ def test_commands_collect_cycles_at_the_flow_threshold(tmp_path: Path) -> None:
         assert gc.get_threshold() == cli.GC_THRESHOLD
     finally:
         gc.set_threshold(*before)
+
+
+def test_an_output_path_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    simulate = _cli("simulate", "--out", blocker / "sim", "--stores", "1", "--skus", "3", "--days", "1")
+    _one_clear_line(simulate, str(blocker / "sim"), "Not a directory")
+    (tmp_path / "s.jsonl").write_text("")
+    replay = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", blocker / "out" / "alerts.jsonl")
+    _one_clear_line(replay, str(blocker / "out"), "Not a directory")
+
+
+def test_replay_says_how_many_dead_letters_it_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text('not json\n{"also": "not a sale"}\n')
+    replay = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl")
+    assert replay.returncode == 0, replay.stderr
+    assert "2 records were dead letters, not written (give --dead-letter-out FILE" in replay.stderr
+    kept = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl",
+                "--dead-letter-out", tmp_path / "d.jsonl")  # fmt: skip
+    assert kept.returncode == 0 and "dead letters, not written" not in kept.stderr
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 2

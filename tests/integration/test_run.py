@@ -59,3 +59,32 @@ def test_run_processes_a_simulated_stream_and_exits_at_end(kafka_bootstrap, topi
     replayed = {json.loads(line)["alert_id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines()}
     from_kafka = {a["alert_id"] for a in alerts}
     assert from_kafka == replayed, (len(from_kafka), len(replayed), len(from_kafka & replayed))
+
+
+def test_run_needs_its_sales_topic_and_only_logs_a_missing_inventory_topic(kafka_bootstrap, topic_factory) -> None:
+    missing = {k: f"missing-{topic_factory()}" for k in ("sales", "inventory", "items")}  # names never created
+    outputs = (
+        "--alerts-topic",
+        topic_factory(),
+        "--triggers-topic",
+        topic_factory(),
+        "--dead-letter-topic",
+        topic_factory(),
+    )
+
+    run = _demandsense(
+        "run", "--bootstrap-servers", kafka_bootstrap, "--exit-at-end", "--sales-topic", missing["sales"], *outputs
+    )
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        f"demandsense run: error: the sales topic {missing['sales']} does not exist on {kafka_bootstrap}: "
+        "create it, or fix --sales-topic"
+    )
+
+    run = _demandsense(
+        "run", "--bootstrap-servers", kafka_bootstrap, "--exit-at-end", "--sales-topic", topic_factory(),
+        "--inventory-topic", missing["inventory"], "--items-topic", missing["items"], *outputs,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    for kind in ("inventory", "items"):
+        assert f"input topic {missing[kind]} " in run.stderr and "does not exist" in run.stderr
