@@ -550,7 +550,11 @@ def _view(args: argparse.Namespace) -> int:
 
     from state.web import serve
 
-    serve(_redis_client(args), host=args.host, port=args.port)
+    client = _redis_client(args)
+    try:
+        serve(client, host=args.host, port=args.port)
+    except OSError as exc:
+        raise DemandsenseError(f"cannot serve the live view on {args.host}:{args.port}: {exc.strerror}") from exc
     print(f"live view on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     while True:
         time.sleep(3600)

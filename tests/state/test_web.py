@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -122,3 +123,15 @@ def test_page_renders_items_and_alerts_in_chromium(
         assert alert.reason in dom
     assert "<polyline" in dom  # sparklines drawn
     assert re.search(r'<div id="status"[^>]*>updated ', dom), "the status line should report a fresh poll"
+
+
+def test_view_on_a_port_in_use_is_one_line(
+    written: tuple[ViewServer, list[ItemView], list[Any]], redis_url: str
+) -> None:
+    port = written[0].server_address[1]
+    cmd = [sys.executable, "-m", "demandsense.cli", "view", "--redis-url", redis_url, "--port", str(port)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"demandsense view: error: cannot serve the live view on 127.0.0.1:{port}: Address already in use"
+    )
