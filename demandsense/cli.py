@@ -38,14 +38,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
     return value
@@ -143,16 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--snapshot-interval",
         type=_positive_float,
-        default=float(env("SNAPSHOT_INTERVAL", "30")),
+        default=env("SNAPSHOT_INTERVAL", "30"),  # argparse applies the type to a string default
         help="seconds between snapshots, the Bytewax epoch interval (30; env DEMANDSENSE_SNAPSHOT_INTERVAL)",
     )
     run.add_argument(
         "--metrics-port",
         type=int,
-        default=int(env("METRICS_PORT", "9100")),
+        default=env("METRICS_PORT", "9100"),
         help="port of /metrics, /healthz and /readyz (9100; 0 disables; env DEMANDSENSE_METRICS_PORT)",
     )
-    run.add_argument("--workers", type=_positive_int, default=int(env("WORKERS", "1")), help="per process (1)")
+    run.add_argument(
+        "--workers", type=_positive_int, default=env("WORKERS", "1"), help="per process (1; env DEMANDSENSE_WORKERS)"
+    )
     run.add_argument(
         "--process-id",
         type=int,
@@ -314,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
     from demandsense import server
     from demandsense.cluster import await_lower_peers
     from flows import sinks, sources
-    from flows.demand import FlowSettings, KafkaIO, Topics, build_flow
+    from flows.demand import FlowSettings, KafkaIO, Topics, build_flow, check
 
     process_id, addresses = _cluster(args)
     processes = len(addresses) if addresses else 1
@@ -331,8 +339,8 @@ def _run(args: argparse.Namespace) -> int:
         io, load_policy(args.policy), _redis_args(args.redis_url), args.print_alerts,
         recovery=args.recovery_dir is not None,
     )  # fmt: skip
+    check(settings)
     flow = build_flow(settings)
-    sources.check_kafka(conf, topics.inputs())
     recovery = None
     if args.recovery_dir is not None:
         recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))

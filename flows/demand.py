@@ -22,10 +22,11 @@ from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from demandsense import metrics
+from demandsense.errors import ConfigError
 from demandsense.serde import Codec, JsonCodec, make_codec
 from demandsense.validate import read_event, read_records
 from flows import sources
-from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out
+from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out, check_producer
 from flows.sources import (
     KEY,
     TIMESTAMP,
@@ -492,6 +493,23 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     if settings.print_alerts:
         op.output("console", alerts, ConsoleSink())
     return flow
+
+
+def check(settings: FlowSettings) -> None:
+    """Check before the dataflow starts what would fail inside it, where an error comes wrapped in a Bytewax
+    panic: Kafka answers, the sales topic exists, librdkafka takes the consumer and producer settings, and
+    the Redis URL parses (Redis itself may be down: views catch up)."""
+    io = settings.io
+    if isinstance(io, KafkaIO):
+        sources.check_kafka(io.config, io.topics.inputs())
+        check_producer(io.config)
+    if settings.redis is not None:
+        from state.views import connect
+
+        try:
+            connect(**settings.redis)
+        except ValueError as exc:
+            raise ConfigError(f"--redis-url: {exc}") from exc
 
 
 def align_window_s(policy: Policy) -> float:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from demandsense import metrics
+from demandsense.errors import ConfigError
 from demandsense.serde import JsonCodec, iso_from_ms, make_codec
 from demandsense.settings import delivery_retries, librdkafka_overrides
 from operators.events import Alert, DeadLetter, Trigger, key_on
@@ -73,6 +74,26 @@ def retry_backoff(attempt: int) -> float:
     return min(30.0, 0.5 * 2 ** (attempt - 1))
 
 
+def producer_config(config: dict) -> dict:
+    """The sink's librdkafka settings: these defaults, then ``config`` less its consumer-only settings, then
+    ``DEMANDSENSE_PRODUCER_*``."""
+    return {
+        "linger.ms": 5,
+        "acks": "all",
+        **metrics.broker_rtt_config("producer"),
+        **{k: v for k, v in config.items() if k not in CONSUMER_ONLY},
+        **librdkafka_overrides("PRODUCER"),
+    }
+
+
+def check_producer(config: dict) -> None:
+    """:class:`ConfigError` when librdkafka refuses the sink's settings (checked before the dataflow starts)."""
+    try:
+        Producer(producer_config(config))
+    except KafkaException as exc:
+        raise ConfigError(f"Kafka producer settings: {exc.args[0].str()}") from exc
+
+
 class _KafkaPartition(StatelessSinkPartition[Out]):
     """A producer whose failed deliveries are produced again, and whose full queue holds the flow back.
 
@@ -87,16 +108,7 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
     CLOSE_TIMEOUT_S = 30.0
 
     def __init__(self, config: dict, topics: dict[str, str], fmt: str, registry_url: str | None) -> None:
-        producer_config = {k: v for k, v in config.items() if k not in CONSUMER_ONLY}
-        self._producer = Producer(
-            {
-                "linger.ms": 5,
-                "acks": "all",
-                **metrics.broker_rtt_config("producer"),
-                **producer_config,
-                **librdkafka_overrides("PRODUCER"),
-            }
-        )
+        self._producer = Producer(producer_config(config))
         self._topics = topics
         self._codecs = {k: make_codec(fmt, k, topic=topics[k], registry_url=registry_url) for k in topics}
         self._max_retries = delivery_retries()

@@ -353,6 +353,27 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
             self._consumer.close()
 
 
+def consumer_config(config: dict) -> dict:
+    """The source's librdkafka settings: these defaults, then ``config`` (servers, security, group), then
+    ``DEMANDSENSE_CONSUMER_*``."""
+    return {
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "fetch.queue.backoff.ms": 1,
+        "queued.min.messages": 20000,
+        # Latency (bench/results/latency.md): a fetch may be held this long by the broker. librdkafka's
+        # 500 ms default delayed records by ~140 ms at the median and 260 ms at p99 on the embedded
+        # broker, which answers late even with data waiting; a store's watermark waits for the slowest
+        # of its partitions, so that tail is paid on almost every alert. At 50 ms an idle partition
+        # costs 20 fetch requests a second.
+        "fetch.wait.max.ms": 50,
+        "socket.nagle.disable": True,  # fetch requests are small: do not let them wait for ACKs
+        **metrics.broker_rtt_config("consumer"),
+        **config,
+        **librdkafka_overrides("CONSUMER"),
+    }
+
+
 class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
     """Every partition of the input topics, read by assignment (offsets live in Bytewax snapshots).
 
@@ -379,22 +400,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
         reader: bool = True,
         markers: list[str] | None = None,
     ) -> None:
-        self._config = {
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.queue.backoff.ms": 1,
-            "queued.min.messages": 20000,
-            # Latency (bench/results/latency.md): a fetch may be held this long by the broker. librdkafka's
-            # 500 ms default delayed records by ~140 ms at the median and 260 ms at p99 on the embedded
-            # broker, which answers late even with data waiting; a store's watermark waits for the slowest
-            # of its partitions, so that tail is paid on almost every alert. At 50 ms an idle partition
-            # costs 20 fetch requests a second.
-            "fetch.wait.max.ms": 50,
-            "socket.nagle.disable": True,  # fetch requests are small: do not let them wait for ACKs
-            **metrics.broker_rtt_config("consumer"),
-            **config,
-            **librdkafka_overrides("CONSUMER"),
-        }
+        self._config = consumer_config(config)
         self._topics = topics  # kind -> topic
         self._from_beginning, self._exit_at_end = from_beginning, exit_at_end
         self._deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -437,7 +443,10 @@ def check_kafka(config: dict, topics: dict[str, str]) -> None:
     :class:`ConfigError` when the sales topic does not exist (the job would finish at once, having read
     nothing). A missing inventory or item-params topic (``topics``: kind -> topic) is logged: it is not read.
     """
-    consumer = Consumer(config)
+    try:
+        consumer = Consumer(consumer_config(config))
+    except KafkaException as exc:
+        raise ConfigError(f"Kafka consumer settings: {exc.args[0].str()}") from exc
     try:
         meta = _metadata(consumer, config)
     finally:

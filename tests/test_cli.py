@@ -29,7 +29,7 @@ def _one_clear_line(run: subprocess.CompletedProcess[str], *words: str) -> None:
     ("args", "words"),
     [
         (("simulate", "--out", "x", "--stores", "0"), ("--stores", "must be 1 or more")),
-        (("simulate", "--days", "soon"), ("--days", "invalid")),
+        (("simulate", "--days", "soon"), ("--days", "must be a number", "soon")),
         (("simulate",), ("--out", "--bootstrap-servers")),
         (("replay", "--sales", "no-such.jsonl", "--alerts-out", "a.jsonl"), ("no such file", "no-such.jsonl")),
         (("replay", "--alerts-out", "a.jsonl"), ("--sales",)),
@@ -145,3 +145,18 @@ def test_replay_says_how_many_dead_letters_it_did_not_write(tmp_path: Path) -> N
                 "--dead-letter-out", tmp_path / "d.jsonl")  # fmt: skip
     assert kept.returncode == 0 and "dead letters, not written" not in kept.stderr
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "flag"),
+    [
+        ("WORKERS", "abc", "--workers"),
+        ("METRICS_PORT", "x", "--metrics-port"),
+        ("SNAPSHOT_INTERVAL", "soon", "--snapshot-interval"),
+    ],
+)
+def test_a_bad_environment_default_is_one_line(
+    name: str, value: str, flag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"DEMANDSENSE_{name}", value)
+    _one_clear_line(_cli("run", "--bootstrap-servers", "h:1"), flag, repr(value))

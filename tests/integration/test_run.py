@@ -88,3 +88,23 @@ def test_run_needs_its_sales_topic_and_only_logs_a_missing_inventory_topic(kafka
     assert run.returncode == 0, run.stderr[-3000:]
     for kind in ("inventory", "items"):
         assert f"input topic {missing[kind]} " in run.stderr and "does not exist" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "words"),
+    [
+        ({"DEMANDSENSE_CONSUMER_NOPE": "1"}, (), "Kafka consumer settings: No such configuration property"),
+        ({"DEMANDSENSE_PRODUCER_NOPE": "1"}, (), "Kafka producer settings: No such configuration property"),
+        ({}, ("--redis-url", "notaurl"), "--redis-url: Redis URL must specify one of the following schemes"),
+    ],
+)
+def test_settings_the_dataflow_would_refuse_are_one_line_before_it_starts(
+    env: dict[str, str], args: tuple[str, ...], words: str, kafka_bootstrap, topic_factory, monkeypatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run = _demandsense(
+        "run", "--bootstrap-servers", kafka_bootstrap, "--sales-topic", topic_factory(), *args, timeout=60
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "panicked" not in run.stderr
+    assert run.stderr.splitlines()[-1].startswith(f"demandsense run: error: {words}"), run.stderr
