@@ -79,16 +79,19 @@ def test_run_logs_json_lines(kafka_bootstrap: str, topic_factory) -> None:
 
     topics = [t for name in ("sales", "inventory", "alerts", "triggers", "dead-letter") for t in
               (f"--{name}-topic", topic_factory())]  # fmt: skip
+    no_items = f"missing-{topic_factory()}"  # never created
     cmd = [sys.executable, "-m", "demandsense.cli", "run", "--log-format", "json", "--bootstrap-servers",
-           kafka_bootstrap, "--exit-at-end", "--metrics-port", "0", *topics]  # fmt: skip
+           kafka_bootstrap, "--exit-at-end", "--metrics-port", "0", *topics, "--items-topic", no_items]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEMANDSENSE_")}
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     records = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
     assert [r["message"] for r in records][-1] == "flow finished: every input reached its end", run.stderr[-2000:]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
-    assert records[0]["message"] == "flow starting" and records[0]["workers"] == 1
-    assert records[0]["compiled"] is False  # the development install runs the Python source
+    missing, starting = records[0], records[1]
+    assert missing["level"] == "WARNING" and f"{no_items} (ItemParams) does not exist" in missing["message"]
+    assert starting["message"] == "flow starting" and starting["workers"] == 1
+    assert starting["compiled"] is False  # the development install runs the Python source
 
 
 def test_bad_log_level_is_one_clear_line() -> None:
