@@ -153,7 +153,8 @@ def registry_schema_id(url: str, subject: str, name: str) -> int:
         from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-    where = urlsplit(url)._replace(netloc=urlsplit(url).netloc.rpartition("@")[2]).geturl()  # no credentials
+    parts = urlsplit(url)
+    where = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # without credentials
     client = SchemaRegistryClient({"url": url})
     try:
         return client.register_schema(subject, Schema(json.dumps(schema_json(name)), "AVRO"))

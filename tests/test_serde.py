@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from demandsense.errors import DecodeError
+from demandsense.embedded import free_port
+from demandsense.errors import DecodeError, ServiceUnavailable
 from demandsense.serde import (
     RECORD_TYPES,
     AvroCodec,
@@ -241,3 +242,11 @@ def test_every_schema_field_has_a_doc(path: Any) -> None:
 
 def test_every_record_type_has_a_schema_file() -> None:
     assert {p.stem for p in schema_dir().glob("*.avsc")} == set(RECORD_TYPES)
+
+
+def test_an_unreachable_schema_registry_is_named_without_its_credentials() -> None:
+    port = free_port()
+    with pytest.raises(ServiceUnavailable) as err:
+        make_codec("avro", "Sale", topic="retail.sales.v1", registry_url=f"http://me:secret@127.0.0.1:{port}")
+    assert str(err.value).startswith(f"Schema Registry at http://127.0.0.1:{port} did not answer")
+    assert "secret" not in str(err.value)
