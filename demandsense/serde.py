@@ -147,8 +147,6 @@ def registry_schema_id(url: str, subject: str, name: str) -> int:
 
     :class:`ServiceUnavailable` when the registry does not answer, :class:`ConfigError` when it refuses.
     """
-    import httpx  # the registry client's transport
-
     with warnings.catch_warnings(record=True):  # authlib forces its deprecation warnings on; keep them off the CLI
         from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
         from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -158,10 +156,10 @@ def registry_schema_id(url: str, subject: str, name: str) -> int:
     client = SchemaRegistryClient({"url": url})
     try:
         return client.register_schema(subject, Schema(json.dumps(schema_json(name)), "AVRO"))
-    except httpx.TransportError as exc:
-        raise ServiceUnavailable(f"Schema Registry at {where} did not answer: {exc}") from exc
     except SchemaRegistryError as exc:
         raise ConfigError(f"Schema Registry at {where} refused {subject}: {exc}") from exc
+    except Exception as exc:  # no answer: the client's transport failed (httpx or httpx2, by client version)
+        raise ServiceUnavailable(f"Schema Registry at {where} did not answer: {exc}") from exc
 
 
 def make_codec(fmt: str, name: str, *, topic: str | None = None, registry_url: str | None = None) -> Codec:
