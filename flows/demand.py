@@ -41,7 +41,7 @@ from flows.sources import (
 from operators.events import Alert, DeadLetter, Event, ItemParams, Origin, Trigger
 from operators.policy import Policy
 from operators.store import StoreOut, StoreState
-from state.views import ItemView
+from state.views import ItemView, connect
 
 KINDS = ("Sale", "InventoryEvent", "ItemParams")
 
@@ -504,8 +504,6 @@ def check(settings: FlowSettings) -> None:
         sources.check_kafka(io.config, io.topics.inputs())
         check_producer(io.config)
     if settings.redis is not None:
-        from state.views import connect
-
         try:
             connect(**settings.redis)
         except ValueError as exc:
