@@ -67,17 +67,12 @@ def test_an_error_behind_bytewax_or_a_file_that_cannot_be_used_is_one_line() -> 
     from demandsense.errors import ServiceUnavailable
 
     cause = ServiceUnavailable("Kafka at h:1 did not answer")
-    try:
-        try:
-            raise cause
-        except ServiceUnavailable as exc:
-            raise BytewaxRuntimeError("error calling `FixedPartitionSource.build_part`") from exc
-    except BytewaxRuntimeError as wrapped:
-        assert user_error(wrapped) == str(cause)
-    try:
+    wrapped = BytewaxRuntimeError("error calling `FixedPartitionSource.build_part`")
+    wrapped.__cause__ = cause
+    assert user_error(wrapped) == str(cause)
+    with pytest.raises(OSError) as missing:
         open("/no/such/dir/alerts.jsonl", "w")
-    except OSError as exc:
-        assert user_error(exc) == "/no/such/dir/alerts.jsonl: No such file or directory"
+    assert user_error(missing.value) == "/no/such/dir/alerts.jsonl: No such file or directory"
     assert user_error(RuntimeError("a bug")) is None
 
 
