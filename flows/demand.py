@@ -10,6 +10,7 @@ Shape::
 
 from __future__ import annotations
 
+import logging
 import pickle
 import threading
 import time
@@ -43,6 +44,7 @@ from operators.policy import Policy
 from operators.store import StoreOut, StoreState
 from state.views import ItemView, connect
 
+log = logging.getLogger("demandsense.flow")
 KINDS = ("Sale", "InventoryEvent", "ItemParams")
 
 
@@ -498,10 +500,16 @@ def build_flow(settings: FlowSettings) -> Dataflow:
 def check(settings: FlowSettings) -> None:
     """Check before the dataflow starts what would fail inside it, where an error comes wrapped in a Bytewax
     panic: Kafka answers, the sales topic exists, librdkafka takes the consumer and producer settings, and
-    the Redis URL parses (Redis itself may be down: views catch up)."""
+    the Redis URL parses (Redis itself may be down: views catch up). A missing output topic is logged: a broker
+    that creates topics on first write makes it, any other fails its deliveries."""
     io = settings.io
     if isinstance(io, KafkaIO):
-        sources.check_kafka(io.config, io.topics.inputs())
+        existing = sources.check_kafka(io.config, io.topics.inputs())
+        for kind, topic in io.topics.outputs().items():
+            if topic not in existing:
+                log.warning(
+                    "output topic %s (%s) does not exist: deliveries fail unless the broker creates it", topic, kind
+                )
         check_producer(io.config)
     if settings.redis is not None:
         try:

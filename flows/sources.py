@@ -437,11 +437,12 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
         return _KafkaReader(consumer, readers, self._deadline, self._markers, alignment)
 
 
-def check_kafka(config: dict, topics: dict[str, str]) -> None:
+def check_kafka(config: dict, topics: dict[str, str]) -> set[str]:
     """Before the dataflow starts, so that the command line says it in one line (inside the dataflow, an error
     comes wrapped in a Bytewax panic): :class:`ServiceUnavailable` unless Kafka answers within 10 s,
     :class:`ConfigError` when the sales topic does not exist (the job would finish at once, having read
     nothing). A missing inventory or item-params topic (``topics``: kind -> topic) is logged: it is not read.
+    Returns the names of the topics that exist.
     """
     try:
         consumer = Consumer(consumer_config(config))
@@ -459,6 +460,7 @@ def check_kafka(config: dict, topics: dict[str, str]) -> None:
     for kind, topic in topics.items():
         if topic not in meta.topics:
             log.warning("input topic %s (%s) does not exist on %s: not read until a restart", topic, kind, servers)
+    return set(meta.topics)
 
 
 def _metadata(consumer: Consumer, config: dict) -> ClusterMetadata:

@@ -61,8 +61,8 @@ def test_run_processes_a_simulated_stream_and_exits_at_end(kafka_bootstrap, topi
     assert from_kafka == replayed, (len(from_kafka), len(replayed), len(from_kafka & replayed))
 
 
-def test_run_needs_its_sales_topic_and_only_logs_a_missing_inventory_topic(kafka_bootstrap, topic_factory) -> None:
-    missing = {k: f"missing-{topic_factory()}" for k in ("sales", "inventory", "items")}  # names never created
+def test_run_needs_its_sales_topic_and_only_logs_other_missing_topics(kafka_bootstrap, topic_factory) -> None:
+    missing = {k: f"missing-{topic_factory()}" for k in ("sales", "inventory", "items", "alerts")}  # never created
     outputs = (
         "--alerts-topic",
         topic_factory(),
@@ -83,11 +83,13 @@ def test_run_needs_its_sales_topic_and_only_logs_a_missing_inventory_topic(kafka
 
     run = _demandsense(
         "run", "--bootstrap-servers", kafka_bootstrap, "--exit-at-end", "--sales-topic", topic_factory(),
-        "--inventory-topic", missing["inventory"], "--items-topic", missing["items"], *outputs,
+        "--inventory-topic", missing["inventory"], "--items-topic", missing["items"], *outputs[2:],
+        "--alerts-topic", missing["alerts"],
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     for kind in ("inventory", "items"):
         assert f"input topic {missing[kind]} " in run.stderr and "does not exist" in run.stderr
+    assert f"output topic {missing['alerts']} (Alert) does not exist: deliveries fail unless" in run.stderr
 
 
 @pytest.mark.parametrize(
