@@ -45,7 +45,10 @@ COPY state/ state/
 # Why: the Avro schemas, packaged as demandsense.schemas.
 COPY avro/ avro/
 
-# Why: the project's own wheel, next to its dependencies' wheels; setup.py compiles operators/, the Avro reader and validation with mypyc (build-essential above).
+# Why: the build script: it compiles operators/, the Avro reader and writer and validation with mypyc.
+COPY setup.py ./
+
+# Why: the project's own wheel, next to its dependencies' wheels; setup.py compiles with build-essential (above) and mypy (pyproject's build requirements).
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --no-deps --wheel-dir /wheels .
 

@@ -177,7 +177,7 @@ def copied_paths() -> list[str]:
 
 def test_every_copied_path_exists_in_the_repo() -> None:
     paths = copied_paths()
-    expected = ["pyproject.toml", "README.md", "demandsense/", "flows/", "operators/", "state/", "avro/"]
+    expected = ["pyproject.toml", "README.md", "setup.py", "demandsense/", "flows/", "operators/", "state/", "avro/"]
     assert sorted(paths) == sorted(expected)
     missing = [p for p in paths if not (REPO / p).exists()]
     if missing == ["README.md"]:
@@ -185,6 +185,16 @@ def test_every_copied_path_exists_in_the_repo() -> None:
     assert missing == []
     for path in paths:
         assert (REPO / path).is_dir() == path.endswith("/"), path
+
+
+def test_the_project_wheel_is_built_with_what_the_build_backend_reads() -> None:
+    """pyproject.toml, its readme and setup.py (the mypyc build: without it the image runs pure Python)."""
+    builder = stages()[0]
+    project_wheel = next(n for n, i in enumerate(builder) if "pip wheel --no-deps" in i.args)
+    copied_before = {p for i in builder[:project_wheel] if i.keyword == "COPY" for p in copy_sources(i)[0]}
+    read_by_build = {"pyproject.toml", PYPROJECT["project"]["readme"], "setup.py"}
+    assert (REPO / "setup.py").is_file()
+    assert read_by_build <= copied_before, read_by_build - copied_before
 
 
 def test_copied_paths_are_in_the_build_context() -> None:
