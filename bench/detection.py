@@ -126,7 +126,7 @@ DEFAULT_MIXES = ("longtail", "fast")
 def replay_batches(sim: Simulation, batch_lines: int = BATCH_LINES) -> Iterator[list[tuple[str, str, int, dict]]]:
     """The source batches ``demandsense replay`` reads from ``write_files(sim)``'s files.
 
-    As :func:`flows.sources.merged_lines`: item params first, then inventory and sales lines
+    As :func:`flows.sources.merged_records`: item params first, then inventory and sales lines
     merged by event time (each file in its own arrival order, ties to inventory); as
     ``FileBatchSource``: a batch every ``batch_lines`` lines, each line ``(kind, source, line number,
     record dict)``.

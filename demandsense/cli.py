@@ -187,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--print-alerts", action="store_true", help="also print alerts on stdout")
 
-    replay = sub.add_parser("replay", help="the same dataflow over JSONL files, in event time")
-    replay.add_argument("--sales", type=_existing_file, required=True, help="Sale records, one JSON per line")
-    replay.add_argument("--inventory", type=_existing_file, help="InventoryEvent records, one JSON per line")
-    replay.add_argument("--items", type=_existing_file, help="ItemParams records, one JSON per line")
+    replay = sub.add_parser("replay", help="the same dataflow over JSONL or Avro container files, in event time")
+    replay.add_argument("--sales", type=_existing_file, required=True, help="Sale records: JSONL or Avro container")
+    replay.add_argument("--inventory", type=_existing_file, help="InventoryEvent records: JSONL or Avro container")
+    replay.add_argument("--items", type=_existing_file, help="ItemParams records: JSONL or Avro container")
     replay.add_argument("--alerts-out", type=Path, required=True, help="JSONL file for the alerts")
     replay.add_argument("--triggers-out", type=Path, help="JSONL file for the replenishment triggers")
     replay.add_argument("--dead-letter-out", type=Path, help="JSONL file for the dead letters")
@@ -281,14 +281,16 @@ def user_error(exc: BaseException) -> str | None:
 def _replay(args: argparse.Namespace) -> int:
     from bytewax.run import cli_main
 
-    from flows.demand import FileIO, FlowSettings, build_flow
+    from flows.demand import FileIO, FlowSettings, build_flow, check
 
     outs = [p for p in (args.alerts_out, args.triggers_out, args.dead_letter_out) if p is not None]
     for p in outs:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"")
     io = FileIO(args.sales, args.alerts_out, args.inventory, args.items, args.triggers_out, args.dead_letter_out)
-    flow = build_flow(FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url)))
+    settings = FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url))
+    check(settings)
+    flow = build_flow(settings)
     cli_main(flow, workers_per_process=1)
     counts = {p.name: sum(1 for _ in p.open("rb")) for p in outs}
     summary = ", ".join(f"{n} lines in {name}" for name, n in counts.items())

@@ -95,6 +95,10 @@ class FileIO:
     triggers_out: Path | None = None
     dead_letter_out: Path | None = None
 
+    def inputs(self) -> dict[str, Path | None]:
+        """Record type -> input file, item params first."""
+        return {"ItemParams": self.items, "InventoryEvent": self.inventory, "Sale": self.sales}
+
 
 CATCHING_UP_LAG_S = 300.0  # a store whose event time is further behind the wall clock is catching up
 
@@ -464,8 +468,7 @@ def build_flow(settings: FlowSettings) -> Dataflow:
         )
         codecs = {k: make_codec(io.fmt, k, topic=io.topics.inputs()[k], registry_url=io.registry_url) for k in KINDS}
     else:
-        files = {"ItemParams": io.items, "InventoryEvent": io.inventory, "Sale": io.sales}
-        source = FileBatchSource({k: p for k, p in files.items() if p is not None})
+        source = FileBatchSource({k: p for k, p in io.inputs().items() if p is not None})
         codecs = {k: JsonCodec() for k in KINDS}
 
     batches = op.input("in", flow, source)  # [RawRecord] (or a Control marker)
@@ -501,8 +504,11 @@ def check(settings: FlowSettings) -> None:
     """Check before the dataflow starts what would fail inside it, where an error comes wrapped in a Bytewax
     panic: Kafka answers, the sales topic exists, librdkafka takes the consumer and producer settings, and
     the Redis URL parses (Redis itself may be down: views catch up). A missing output topic is logged: a broker
-    that creates topics on first write makes it, any other fails its deliveries."""
+    that creates topics on first write makes it, any other fails its deliveries. An Avro container input file's
+    records read as its kind."""
     io = settings.io
+    if isinstance(io, FileIO):
+        sources.check_files({k: p for k, p in io.inputs().items() if p is not None})
     if isinstance(io, KafkaIO):
         existing = sources.check_kafka(io.config, io.topics.inputs())
         for kind, topic in io.topics.outputs().items():

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import fastavro
 import orjson
 from bytewax.inputs import DynamicSource, FixedPartitionedSource, StatefulSourcePartition, StatelessSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
@@ -25,6 +26,7 @@ from confluent_kafka.admin import ClusterMetadata
 
 from demandsense import metrics, server
 from demandsense.errors import ConfigError, ServiceUnavailable
+from demandsense.serde import parsed_schema
 from demandsense.settings import librdkafka_overrides
 
 log = logging.getLogger("demandsense.sources")
@@ -521,30 +523,78 @@ def _event_time(line: bytes, previous: float) -> float:
         return previous
 
 
-def merged_lines(files: dict[str, Path]) -> Iterator[RawRecord]:
-    """Every line of the files (kind -> path), item params first, the rest merged by event time.
+AVRO_CONTAINER = b"Obj\x01"  # the first bytes of an Avro object container file
+
+
+def is_avro_container(path: Path) -> bool:
+    """Whether ``path`` is an Avro object container file (else it is read as JSONL)."""
+    with path.open("rb") as f:
+        return f.read(len(AVRO_CONTAINER)) == AVRO_CONTAINER
+
+
+def _jsonl(kind: str, path: Path) -> Iterator[tuple[float, RawRecord]]:
+    """(sort key, record) of each non-blank line; a line's record is its bytes, as sent."""
+    key = 0.0
+    with path.open("rb") as f:
+        for i, line in enumerate(f, start=1):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            key = _event_time(line, key) if kind != "ItemParams" else -1.0
+            yield key, (kind, str(path), -1, i, None, line, 0)
+
+
+def _avro_container(kind: str, path: Path) -> Iterator[tuple[float, RawRecord]]:
+    """(sort key, record) of each record of an Avro container file, as JSON, so it is validated like a line.
+
+    The file's schema is resolved to ``avro/<kind>.avsc`` (an older or newer compatible schema reads).
+    A file that cannot be read from some record on (a corrupt block, another record type) raises
+    :class:`ConfigError` naming the file and the record: the rest of the file cannot be read.
+    """
+    with path.open("rb") as f:
+        i = 0
+        try:
+            for i, rec in enumerate(fastavro.reader(f, reader_schema=parsed_schema(kind)), start=1):
+                t = rec.get("event_time")
+                key = -1.0 if kind == "ItemParams" else t.timestamp() * 1000 if isinstance(t, datetime) else float(t)
+                yield key, (kind, str(path), -1, i, None, orjson.dumps(rec), 0)
+        except Exception as exc:  # fastavro raises many types; each means the file is unreadable from here
+            detail = str(exc) if len(str(exc)) < 200 else type(exc).__name__
+            if isinstance(exc, fastavro.read.SchemaResolutionError):
+                detail = f"its records do not read as {kind} (avro/{kind}.avsc)"
+            raise ConfigError(f"{path}: Avro container unreadable after record {i}: {detail}") from exc
+
+
+def merged_records(files: dict[str, Path]) -> Iterator[RawRecord]:
+    """Every record of the files (kind -> path: JSONL or Avro container), item params first, the rest merged
+    by event time.
 
     Each file keeps its own order (arrival order, with its disorder); the merge interleaves them.
     """
-
-    def lines(kind: str, path: Path) -> Iterator[tuple[float, RawRecord]]:
-        key = 0.0
-        with path.open("rb") as f:
-            for i, line in enumerate(f, start=1):
-                line = line.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
-                key = _event_time(line, key) if kind != "ItemParams" else -1.0
-                yield key, (kind, str(path), -1, i, None, line, 0)
-
-    streams = [lines(kind, path) for kind, path in files.items()]
+    streams = [(_avro_container if is_avro_container(p) else _jsonl)(kind, p) for kind, p in files.items()]
     for _, rec in heapq.merge(*streams, key=lambda x: x[0]):
         yield rec
 
 
+def check_files(files: dict[str, Path]) -> None:
+    """Raise :class:`ConfigError` for an Avro container file whose first record does not read as its kind, or whose
+    blocks do not frame (truncated, or corrupt between sync markers: a scan without decoding, 3 ms for 200k records)."""
+    for kind, path in files.items():
+        if not is_avro_container(path):
+            continue
+        next(_avro_container(kind, path), None)
+        read = 0
+        with path.open("rb") as f:
+            try:
+                for block in fastavro.block_reader(f):
+                    read += block.num_records
+            except Exception as exc:
+                raise ConfigError(f"{path}: Avro container unreadable after record {read}: {exc}") from exc
+
+
 class _FilePartition(StatefulSourcePartition[Batch, int]):
     def __init__(self, files: dict[str, Path], batch_size: int, resume: int) -> None:
-        self._it = merged_lines(files)
+        self._it = merged_records(files)
         self._done = 0
         self._batch_size = batch_size
         for _ in range(resume):
@@ -563,7 +613,7 @@ class _FilePartition(StatefulSourcePartition[Batch, int]):
 
 
 class FileBatchSource(FixedPartitionedSource[Batch, int]):
-    """JSONL files replayed in event time (one partition: files are read by one worker)."""
+    """JSONL or Avro container files replayed in event time (one partition: files are read by one worker)."""
 
     def __init__(self, files: dict[str, Path], batch_size: int = 2000) -> None:
         self._files = files

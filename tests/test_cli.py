@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fastavro
 import pytest
 
 from demandsense.embedded import free_port
+from demandsense.serde import schema_json
 
 
 def _cli(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -140,6 +142,39 @@ def test_replay_says_how_many_dead_letters_it_did_not_write(tmp_path: Path) -> N
                 "--dead-letter-out", tmp_path / "d.jsonl")  # fmt: skip
     assert kept.returncode == 0 and "dead letters, not written" not in kept.stderr
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 2
+
+
+def _sales_container(path: Path, n: int) -> None:
+    sales = [{"event_id": f"s{i}", "event_time": 1_772_438_400_000 + i * 60_000, "store_id": "S1", "sku": "A",
+              "channel": "STORE", "quantity": 1, "unit_price": 2.0} for i in range(n)]  # fmt: skip
+    with path.open("wb") as f:
+        fastavro.writer(f, fastavro.parse_schema(schema_json("Sale")), sales, sync_interval=1000)
+
+
+def test_replay_of_an_avro_container_of_another_record_type_is_one_line(tmp_path: Path) -> None:
+    _sales_container(tmp_path / "sales.avro", 3)
+    replay = _cli("replay", "--sales", tmp_path / "sales.avro", "--inventory", tmp_path / "sales.avro",
+                  "--alerts-out", tmp_path / "a.jsonl")  # fmt: skip
+    _one_clear_line(replay, "sales.avro", "after record 0", "do not read as InventoryEvent")
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "truncated", "flipped"])
+def test_replay_of_a_corrupt_avro_container_names_the_file_and_the_record(damage: str, tmp_path: Path) -> None:
+    """A broken sync marker or a short file is found before the flow starts, a bad byte inside a block as it reads."""
+    _sales_container(tmp_path / "sales.avro", 500)  # several blocks of ~1000 bytes
+    data = bytearray((tmp_path / "sales.avro").read_bytes())
+    half = len(data) // 2
+    if damage == "overwritten":
+        data[half:] = b"\xff" * (len(data) - half)
+    elif damage == "truncated":
+        del data[half:]
+    else:
+        data[half] ^= 0xFF
+    (tmp_path / "sales.avro").write_bytes(bytes(data))
+    replay = _cli("replay", "--sales", tmp_path / "sales.avro", "--alerts-out", tmp_path / "a.jsonl")
+    _one_clear_line(replay, "sales.avro", "Avro container unreadable after record")
+    read = int(replay.stderr.split("after record ")[1].split(":")[0])
+    assert 0 < read < 500
 
 
 @pytest.mark.parametrize(

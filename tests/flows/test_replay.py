@@ -1,4 +1,4 @@
-"""`demandsense replay` end to end over JSONL files: obvious scenarios, governance, disorder, dead letters."""
+"""`demandsense replay` end to end over JSONL and Avro container files: scenarios, governance, dead letters."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import fastavro
 import pytest
 
 from demandsense.cli import main
 from demandsense.evaluate import score
-from demandsense.serde import iso_from_ms
+from demandsense.serde import iso_from_ms, schema_json
 from demandsense.simulate import SimConfig, generate, write_files
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
@@ -75,13 +76,13 @@ def _scenarios(d: Path, *, shuffle: bool = False) -> None:
         (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _replay(d: Path, *extra: str) -> tuple[list[dict], list[dict], list[dict]]:
+def _replay(d: Path, *extra: str, suffix: str = ".jsonl") -> tuple[list[dict], list[dict], list[dict]]:
     outs = {k: d / f"out-{k}.jsonl" for k in ("alerts", "triggers", "dead")}
-    args = ["replay", "--sales", str(d / "sales.jsonl"), "--alerts-out", str(outs["alerts"]),
+    args = ["replay", "--sales", str(d / f"sales{suffix}"), "--alerts-out", str(outs["alerts"]),
             "--triggers-out", str(outs["triggers"]), "--dead-letter-out", str(outs["dead"])]  # fmt: skip
     for name in ("inventory", "items"):
-        if (d / f"{name}.jsonl").exists():
-            args += [f"--{name}", str(d / f"{name}.jsonl")]
+        if (d / f"{name}{suffix}").exists():
+            args += [f"--{name}", str(d / f"{name}{suffix}")]
     assert main([*args, *extra]) == 0
     return tuple([json.loads(x) for x in p.read_text().splitlines()] for p in outs.values())  # type: ignore[return-value]
 
@@ -172,6 +173,34 @@ def test_the_low_latency_setting_gives_the_same_alerts_on_ordered_input(obvious,
     assert not dead
     assert [a["alert_id"] for a in alerts] == [a["alert_id"] for a in obvious[0]]
     assert [t["trigger_id"] for t in triggers] == [t["trigger_id"] for t in obvious[1]]
+
+
+def _as_avro_containers(d: Path, *, extra_sales: tuple[dict, ...] = ()) -> None:
+    """``<name>.avro`` (Avro object container, the contract's schema) beside each ``<name>.jsonl`` of ``d``."""
+    for name, kind in (("sales", "Sale"), ("inventory", "InventoryEvent"), ("items", "ItemParams")):
+        rows = [json.loads(line) for line in (d / f"{name}.jsonl").read_text().splitlines()]
+        for r in rows:
+            if "event_time" in r:
+                r["event_time"] = datetime.fromisoformat(r["event_time"].replace("Z", "+00:00"))
+        rows += list(extra_sales) if kind == "Sale" else []
+        with (d / f"{name}.avro").open("wb") as f:
+            fastavro.writer(f, fastavro.parse_schema(schema_json(kind)), rows)
+
+
+def test_avro_container_files_give_the_same_outputs_as_jsonl(obvious, tmp_path: Path) -> None:
+    _scenarios(tmp_path)
+    negative = {"event_id": "neg", "event_time": DAY3, "store_id": "S1", "sku": "STEADY", "channel": "STORE",
+                "quantity": -3, "unit_price": 4.0, "promo_id": None}  # fmt: skip
+    _as_avro_containers(tmp_path, extra_sales=(negative,))
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[governance]\nmax_auto_qty = 150\n")
+    alerts, triggers, dead = _replay(tmp_path, "--policy", str(policy), suffix=".avro")
+    assert [a["alert_id"] for a in alerts] == [a["alert_id"] for a in obvious[0]]
+    assert [t["trigger_id"] for t in triggers] == [t["trigger_id"] for t in obvious[1]]
+    (bad,) = dead  # the record after the last sale: its number in the file is its offset
+    sales = len((tmp_path / "sales.jsonl").read_text().splitlines())
+    assert (bad["stage"], bad["source_topic"], bad["offset"]) == ("validate", str(tmp_path / "sales.avro"), sales + 1)
+    assert "quantity" in bad["error"] and json.loads(bad["raw"])["event_id"] == "neg"
 
 
 @pytest.fixture(scope="module")
