@@ -24,11 +24,15 @@ from operators.events import (
     Origin,
     Sale,
 )
+from operators.policy import MAX_LEAD_TIME_HOURS
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TIME_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_AHEAD_MS: Final = 24 * 3_600_000  # a day ahead of the wall clock
 MAX_TEXT: Final = 256  # ids, store and SKU codes
+MAX_RAW: Final = 100_000  # bytes of a record a dead letter keeps: JSON's escaping (up to 5 characters a byte)
+# leaves it well inside a Kafka message (message.max.bytes, 1 MB by default)
+EVENT_FIELDS: Final = ("event_id", "event_time")  # fields of events that item params never carry
 POSITIVE_DELTAS: Final = frozenset({"RECEIPT", "TRANSFER_IN", "RETURN", "RESERVATION", "RESERVATION_RELEASE"})
 NEGATIVE_DELTAS: Final = frozenset({"SHRINK", "TRANSFER_OUT"})
 
@@ -170,7 +174,13 @@ def to_inventory(
 def to_item_params(
     d: dict[str, Any], now_ms: int, max_quantity: int | None = None, origin: Origin | None = None
 ) -> ItemParams:
-    """:class:`ItemParams` from a decoded dict, or :class:`ValidationError`."""
+    """:class:`ItemParams` from a decoded dict, or :class:`ValidationError`.
+
+    A record with an event's fields is an event on the wrong topic, not master data with every parameter
+    at its default. A lead time is above 0 and at most a year (the order-up-to level divides by it)."""
+    for name in EVENT_FIELDS:
+        if name in d:
+            raise ValidationError("wrong_schema", f"item params have no {name}: an event on the item-params input?")
     service_level = _float(d, "service_level", required=False)
     if service_level is not None and not 0 < service_level < 1:
         raise ValidationError("out_of_range", f"service_level {service_level} must be between 0 and 1")
@@ -181,6 +191,9 @@ def to_item_params(
             raise ValidationError("negative_quantity", f"{name} is {v}; must be 0 or more")
     if ints["pack_size"] == 0:
         raise ValidationError("out_of_range", "pack_size is 0; must be 1 or more")
+    lead = numbers["lead_time_hours"]
+    if lead is not None and not 0 < lead <= MAX_LEAD_TIME_HOURS:
+        raise ValidationError("out_of_range", f"lead_time_hours is {lead}; must be above 0 and at most a year")
     return ItemParams(
         store_id=_text(d, "store_id"),  # type: ignore[arg-type]
         sku=_text(d, "sku"),  # type: ignore[arg-type]
@@ -214,7 +227,7 @@ def read_event(
         return _dead(kind, origin, key, b"", "decode", "empty", "empty message (tombstone) where a record was expected")
     if len(value) > max_bytes:
         error = f"{len(value)} bytes is over the limit of {max_bytes}"
-        return _dead(kind, origin, key, value[:max_bytes], "decode", "too_large", error)
+        return _dead(kind, origin, key, value, "decode", "too_large", error)
     try:
         record = codec.decode(value)
     except DecodeError as exc:
@@ -260,8 +273,12 @@ def read_records(
 
 
 def _dead(kind: str, origin: Origin, key: bytes | None, raw: bytes, stage: str, reason: str, error: str) -> DeadLetter:
-    """The dead letter of a record that is not an event (built only then: most records are events)."""
+    """The dead letter of a record that is not an event (built only then: most records are events); it keeps the
+    record's first :data:`MAX_RAW` bytes, and says so when it is longer."""
     where = f"{origin.source}[{origin.partition}]@{origin.offset}"
     key_text = key.decode("utf-8", "replace") if key is not None else None
+    if len(raw) > MAX_RAW:
+        error += f" (raw keeps the first {MAX_RAW:,} of its {len(raw):,} bytes)"
+        raw = raw[:MAX_RAW]
     return DeadLetter(origin.source, origin.partition, origin.offset, key_text, raw, f"{kind} {where}: {error}", stage,
                       reason)  # fmt: skip

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 MODEL_VERSION: Final = "ds-poisson-cusum/1.0"
+MAX_LEAD_TIME_HOURS: Final = 24 * 366  # a year: replenishment looks ahead day by day over the lead time
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +47,10 @@ class Detection:
         _require(self.tick_minutes > 0, "detection.tick_minutes must be above 0")
         _require(self.allowed_lateness_s >= 0, "detection.allowed_lateness_s must be 0 or more")
         _require(self.memory_hours > 0, "detection.memory_hours must be above 0")
-        for name in ("spike_threshold", "drop_threshold", "phantom_threshold", "phantom_false_alarms_per_day",
-                     "threshold_rate_per_day", "prior_change_odds"):  # fmt: skip
-            _require(getattr(self, name) > 0, f"detection.{name} must be above 0")
+        _above_zero(self, "detection", "stream_idle_s", "spike_threshold", "drop_threshold", "phantom_threshold",
+                    "phantom_false_alarms_per_day", "threshold_rate_per_day", "prior_change_odds", "promo_lift",
+                    "idle_hours", "max_items_per_store", "max_event_ids_per_store")  # fmt: skip
+        _not_negative(self, "detection", "dedup_horizon_s", "warmup_hours", "min_history_sales", "prior_weight_hours")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,8 @@ class ItemDefaults:
     def __post_init__(self) -> None:
         _require(0 < self.service_level < 1, "items.service_level must be between 0 and 1")
         _require(self.pack_size >= 1, "items.pack_size must be 1 or more")
-        _require(self.lead_time_hours > 0, "items.lead_time_hours must be above 0")
+        _require(0 < self.lead_time_hours <= MAX_LEAD_TIME_HOURS, "items.lead_time_hours must be in (0, 8784]")
+        _not_negative(self, "items", "cycle_hours")
         _require(0 <= self.min_qty <= self.max_qty, "items.min_qty must be between 0 and items.max_qty")
         _require(self.unit_price >= 0 and self.unit_cost >= 0, "items.unit_price and unit_cost must be 0 or more")
 
@@ -83,6 +86,8 @@ class Governance:
 
     def __post_init__(self) -> None:
         _require(self.max_auto_qty >= 0 and self.max_auto_value >= 0, "governance limits must be 0 or more")
+        _not_negative(self, "governance", "min_history_sales")
+        _above_zero(self, "governance", "stale_hours")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,10 @@ class Alerting:
     update_delta: int = 20  # priority change that warrants an UPDATE
     cooldown_minutes: float = 60.0  # quiet time per key and type after RESOLVED before a new OPEN
     min_update_minutes: float = 120.0
+
+    def __post_init__(self) -> None:
+        _above_zero(self, "alerts", "revenue_scale")
+        _not_negative(self, "alerts", "update_delta", "cooldown_minutes", "min_update_minutes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,7 @@ class Policy:
         for name, value in data.items():
             if name == "max_quantity":
                 kwargs[name] = int(value)
+                _require(kwargs[name] >= 1, "max_quantity must be 1 or more")
                 continue
             if name not in sections:
                 raise ValueError(f"unknown policy section [{name}]; expected one of {sorted(sections)}")
@@ -123,6 +133,16 @@ class Policy:
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _above_zero(section: Any, name: str, *keys: str) -> None:
+    for key in keys:
+        _require(getattr(section, key) > 0, f"{name}.{key} must be above 0")
+
+
+def _not_negative(section: Any, name: str, *keys: str) -> None:
+    for key in keys:
+        _require(getattr(section, key) >= 0, f"{name}.{key} must be 0 or more")
 
 
 def _section(kind: type, name: str, values: dict[str, Any]) -> Any:

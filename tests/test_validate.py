@@ -10,6 +10,7 @@ import pytest
 from demandsense.errors import ValidationError
 from demandsense.serde import AvroCodec, JsonCodec
 from demandsense.validate import (
+    MAX_RAW,
     MAX_TEXT,
     parse_time,
     read_event,
@@ -90,6 +91,21 @@ def test_item_params() -> None:
     assert refused(to_item_params, {"store_id": "S1", "sku": "A", "pack_size": 0}).reason == "out_of_range"
     assert refused(to_item_params, {"store_id": "S1", "sku": "A", "unit_cost": -1.0}).reason == "negative_quantity"
     assert refused(to_item_params, {"store_id": "S1"}).reason == "missing_field"
+
+
+@pytest.mark.parametrize("lead", [0.0, -1.0, 24 * 366 + 1, 1e308])
+def test_item_params_lead_time_is_above_zero_and_at_most_a_year(lead: float) -> None:
+    """The order-up-to level divides by the lead time and looks ahead day by day over it."""
+    err = refused(to_item_params, {"store_id": "S1", "sku": "A", "lead_time_hours": lead})
+    assert err.reason in {"out_of_range", "negative_quantity"} and "lead_time_hours" in str(err)
+    assert to_item_params({"store_id": "S1", "sku": "A", "lead_time_hours": 24 * 366}, NOW).lead_time_hours == 8784
+
+
+@pytest.mark.parametrize("field", ["event_id", "event_time"])
+def test_an_event_on_the_item_params_input_is_refused(field: str) -> None:
+    """A sale has store_id, sku and unit_price: read as item params it would reset the others to defaults."""
+    err = refused(to_item_params, {"store_id": "S1", "sku": "A", "unit_price": 2.0, field: "x"})
+    assert err.reason == "wrong_schema" and field in str(err)
 
 
 # -- each reason ----------------------------------------------------------------------------------
@@ -260,7 +276,7 @@ def dead(value: bytes | None, kind: str = "Sale", codec: Any = None, **kw: Any) 
     out = read_event(kind, value, codec or JsonCodec(), ORIGIN, key=b"S001:C03-000123", now_ms=NOW, **kw)
     assert isinstance(out, DeadLetter), out
     assert (out.source_topic, out.partition, out.offset, out.key) == ("retail.sales.v1", 2, 41, "S001:C03-000123")
-    assert out.raw == (value or b"")[: kw.get("max_bytes", 1_000_000)]  # the bytes as they came
+    assert out.raw == (value or b"")[:MAX_RAW]  # the bytes as they came
     assert out.error.startswith(f"{kind} retail.sales.v1[2]@41: ") and len(out.error) > 30
     assert out.reason
     return out
@@ -292,7 +308,16 @@ def test_read_event_dead_letters_tombstones_and_oversized_messages() -> None:
     big = JsonCodec().encode(sale(sku="x" * 2000))
     d = dead(big, max_bytes=1000)
     assert (d.stage, d.reason) == ("decode", "too_large") and str(len(big)) in d.error
-    assert d.raw == big[:1000]
+    assert d.raw == big
+
+
+@pytest.mark.parametrize(("value", "max_bytes"), [(b"\xff" * 400_000, 1_000_000), (b"x" * 1_500_000, 1_000_000)])
+def test_a_dead_letter_keeps_the_first_bytes_of_a_large_record(value: bytes, max_bytes: int) -> None:
+    """So that it fits a Kafka message even as JSON, where a byte may take 5 characters."""
+    d = dead(value, max_bytes=max_bytes)
+    assert len(d.raw) == MAX_RAW and f"raw keeps the first {MAX_RAW:,} of its {len(value):,} bytes" in d.error
+    record = {"source_topic": d.source_topic, "raw": d.raw, "error": d.error, "failed_at": NOW}
+    assert len(JsonCodec().encode(record)) < 1_000_000  # message.max.bytes by default
 
 
 def test_read_event_keeps_an_undecodable_key_readable() -> None:
