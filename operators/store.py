@@ -41,6 +41,7 @@ TOTAL: Final = "\x00total"  # the key of all sale lines in StoreState.category_s
 DAY_MS: Final = 24 * HOUR_MS
 EVICT_AFTER_MS: Final = 30 * DAY_MS
 RATE_TYPES: Final = ("DEMAND_SPIKE", "DEMAND_DROP")
+INVENTORY_ID: Final = "\x00inv:"  # before an inventory event id in StoreState.seen: sales and inventory ids may repeat
 
 
 @dataclass(slots=True)
@@ -84,7 +85,7 @@ class StoreState:
         self.released: int | None = None  # events before this time are applied
         self.next_tick: int | None = None
         self.due: list[tuple[int, str]] = []  # (time, sku): when quiet items need a look (ItemState.queued)
-        self.seen: dict[str, int] = {}  # event_id -> event time, for deduplication
+        self.seen: dict[str, int] = {}  # event_id (an inventory event's after INVENTORY_ID) -> event time, for dedup
         self.seen_pruned = 0
         self.leaps: dict[tuple[str, int], int] = {}  # per stream: a leap ahead of its clock, not yet confirmed
         self.progress: dict[tuple[str, int], int] = {}  # per stream: newest event time read, of any store
@@ -118,7 +119,9 @@ class StoreState:
                 continue
             stream = (ev.origin.source, ev.origin.partition) if ev.origin else ("", -1)
             source = stream[0]
-            if ev.event_id in self.seen:
+            inventory = isinstance(ev, InventoryEvent)
+            seen_id = INVENTORY_ID + ev.event_id if inventory else ev.event_id  # the two inputs number apart
+            if seen_id in self.seen:
                 out.count(source, "duplicate")
                 continue
             newest = self.stream_max.get(stream)
@@ -129,8 +132,8 @@ class StoreState:
             if newest is None or ev.event_time > newest:
                 self._advance(stream, newest, ev.event_time, leap)
             counts[source, "ok"] = counts.get((source, "ok"), 0) + 1
-            self.seen[ev.event_id] = ev.event_time
-            rank = 0 if isinstance(ev, InventoryEvent) else 1
+            self.seen[seen_id] = ev.event_time
+            rank = 0 if inventory else 1
             self.buffer.append((ev.event_time, rank, ev.event_id, ev))
         if self.max_seen is not None:
             self._release(self.watermark(policy), policy, out)

@@ -184,6 +184,16 @@ def test_a_duplicate_in_the_same_batch_is_dropped() -> None:
     assert state.items["A"].n_sales == 1 and state.items["A"].units == 1.0
 
 
+def test_a_sale_and_an_inventory_event_with_the_same_id_are_both_applied() -> None:
+    """The two inputs come from different systems, each numbering its own events."""
+    s = Stream()
+    sale = replace(s.sale("A", T0 + 9 * HOUR_MS), event_id="1")
+    count = replace(s.inventory("A", T0 + 9 * HOUR_MS + 1, "CYCLE_COUNT", on_hand=30), event_id="1")
+    run, state = feed([sale, count, replace(count, quantity=0)])
+    assert run.counts == {("sales", "ok"): 1, ("inventory", "ok"): 1, ("inventory", "duplicate"): 1}
+    assert state.items["A"].n_sales == 1 and state.items["A"].on_hand == 30
+
+
 # -- (i) late events -----------------------------------------------------------------------------
 def test_an_event_behind_the_watermark_is_a_late_dead_letter() -> None:
     s = Stream()
