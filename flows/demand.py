@@ -30,7 +30,11 @@ from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out, check_producer
 from flows.sources import (
     KEY,
+    OFFSET,
+    PARTITION,
+    SOURCE,
     TIMESTAMP,
+    VALUE,
     Batch,
     Control,
     ControlSource,
@@ -301,6 +305,8 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
         events, dead = self.decoder(store_id, records)
         before = self._keys_if_evicting(events)
         out = self.state.on_events(events, self.policy, progress)
+        if out.late:
+            out.late = as_read(out.late, records)
         return [self._sensed(out, newest_ms, before, dead)], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Sensed], bool]:
@@ -391,6 +397,20 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
                     evicted[sku] = when
                 for sku in [k for k, t in evicted.items() if t < when - EVICTED_KEPT_MS]:
                     del evicted[sku]
+
+
+def as_read(late: list[DeadLetter], records: list[RawRecord]) -> list[DeadLetter]:
+    """Late dead letters with the key and bytes their records were read with (the store sees only events)."""
+    read = {(r[SOURCE], r[PARTITION], r[OFFSET]): r for r in records}
+    out = []
+    for d in late:
+        r = read.get((d.source_topic, d.partition, d.offset))
+        if r is None:
+            out.append(d)
+            continue
+        key = r[KEY].decode("utf-8", "replace") if r[KEY] is not None else None
+        out.append(DeadLetter(d.source_topic, d.partition, d.offset, key, r[VALUE] or b"", d.error, d.stage, d.reason))
+    return out
 
 
 class _ViewsPartition(StatelessSinkPartition[Sensed]):
