@@ -294,9 +294,12 @@ def _replay(args: argparse.Namespace) -> int:
     cli_main(flow, workers_per_process=1)
     counts = {p.name: sum(1 for _ in p.open("rb")) for p in outs}
     summary = ", ".join(f"{n} lines in {name}" for name, n in counts.items())
-    dead = _totals()["dead_letters"]
+    totals = _totals()
+    dead, duplicates = totals["dead_letters"], totals["duplicates"]
     if dead and args.dead_letter_out is None:
         summary += f"; {dead} records were dead letters, not written (give --dead-letter-out FILE to keep them)"
+    if duplicates:
+        summary += f"; {duplicates} duplicate records dropped"
     print(summary, file=sys.stderr)
     return 0
 
@@ -387,11 +390,13 @@ def _totals() -> dict[str, int | float]:
     from demandsense import metrics
     from flows.sources import SPAN
 
-    def total(counter) -> int:
-        return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
+    def total(counter, **labels: str) -> int:
+        samples = (s for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+        return int(sum(s.value for s in samples if labels.items() <= s.labels.items()))
 
     totals: dict[str, int | float] = {
         "events_in": total(metrics.EVENTS_IN),
+        "duplicates": total(metrics.EVENTS_IN, outcome="duplicate"),
         "alerts_out": total(metrics.ALERTS_OUT),
         "triggers_out": total(metrics.TRIGGERS_OUT),
         "dead_letters": total(metrics.DEAD_LETTERS),

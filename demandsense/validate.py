@@ -275,10 +275,9 @@ def read_records(
 def _dead(kind: str, origin: Origin, key: bytes | None, raw: bytes, stage: str, reason: str, error: str) -> DeadLetter:
     """The dead letter of a record that is not an event (built only then: most records are events); it keeps the
     record's first :data:`MAX_RAW` bytes, and says so when it is longer."""
-    where = f"{origin.source}[{origin.partition}]@{origin.offset}"
     key_text = key.decode("utf-8", "replace") if key is not None else None
     if len(raw) > MAX_RAW:
         error += f" (raw keeps the first {MAX_RAW:,} of its {len(raw):,} bytes)"
         raw = raw[:MAX_RAW]
-    return DeadLetter(origin.source, origin.partition, origin.offset, key_text, raw, f"{kind} {where}: {error}", stage,
-                      reason)  # fmt: skip
+    error = f"{kind} {origin.where()}: {error}"
+    return DeadLetter(origin.source, origin.partition, origin.offset, key_text, raw, error, stage, reason)

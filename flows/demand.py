@@ -137,6 +137,31 @@ class FlowSettings:
     recovery: bool = False  # snapshots are kept (``--recovery-dir``); else Bytewax's snapshot calls cost nothing
 
 
+class DeadLetterLog:
+    """Counts each dead letter in the metrics and logs it: the first of each stage and reason at once, then at
+    most one line per ``every_s`` for each, saying how many more there were and the latest's error."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self._every_s = every_s
+        self._lock = threading.Lock()
+        self._since: dict[tuple[str, str], tuple[float, int]] = {}  # (stage, reason) -> (last logged, not logged)
+
+    def count(self, d: DeadLetter) -> None:
+        metrics.DEAD_LETTERS.labels(d.stage, d.reason).inc()
+        kind, now = (d.stage, d.reason), time.monotonic()
+        with self._lock:
+            logged, waiting = self._since.get(kind, (-self._every_s, 0))
+            if now - logged < self._every_s:
+                self._since[kind] = (logged, waiting + 1)
+                return
+            self._since[kind] = (now, 0)
+        more = f" ({waiting} more since the last line)" if waiting else ""
+        log.warning("dead letter (%s, %s)%s: %s", d.stage, d.reason, more, d.error)
+
+
+DEAD_LOG = DeadLetterLog()
+
+
 class Decoder:
     """Decode and validate the records of one store; every record ends as an event or a dead letter."""
 
@@ -160,7 +185,7 @@ class Decoder:
             records, self._codecs, store_id, int(time.time() * 1000), self._max_quantity
         )
         for d in dead:
-            metrics.DEAD_LETTERS.labels(d.stage, d.reason).inc()
+            DEAD_LOG.count(d)
             metrics.EVENTS_IN.labels(d.source_topic, "dead_letter").inc()
         for source, n in params.items():
             metrics.EVENTS_IN.labels(source, "ok").inc(n)
@@ -352,7 +377,7 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
         for t in out.triggers:
             metrics.TRIGGERS_OUT.labels(t.approval).inc()
         for d in out.late:
-            metrics.DEAD_LETTERS.labels(d.stage, d.reason).inc()
+            DEAD_LOG.count(d)
         self._resets(out, before)
         state = self.state
         if state.max_seen is not None:

@@ -36,6 +36,12 @@ class Origin:
     def __reduce__(self) -> tuple:
         return (Origin, (self.source, self.partition, self.offset))
 
+    def where(self) -> str:
+        """``topic[partition]@offset``, or ``file:line`` (a JSONL line, or an Avro container's record)."""
+        if self.partition < 0:
+            return f"{self.source}:{self.offset}"
+        return f"{self.source}[{self.partition}]@{self.offset}"
+
 
 @dataclass(slots=True, init=False)
 class Sale:

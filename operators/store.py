@@ -27,6 +27,7 @@ import hashlib
 import heapq
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from operators.alerting import Condition, priority, severity, step
@@ -524,17 +525,22 @@ def _resolved(alert_type: str, item: ItemState) -> str:
     }[alert_type]
 
 
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _late(ev: Sale | InventoryEvent, watermark: int) -> DeadLetter:
     o = ev.origin
     record = {k: v for k, v in asdict(ev).items() if k != "origin"}
     behind_s = (watermark - ev.event_time) / 1000
+    where = f"{type(ev).__name__} {o.where()}: " if o else ""
     return DeadLetter(
         source_topic=o.source if o else "",
         partition=o.partition if o else -1,
         offset=o.offset if o else -1,
         key=key_on(ev.store_id, ev.sku),
         raw=json.dumps(record).encode(),
-        error=f"event {ev.event_id} at {ev.event_time} arrived {behind_s:.0f} s behind the watermark "
+        error=f"{where}event {ev.event_id} at {_iso(ev.event_time)} arrived {behind_s:.0f} s behind the watermark "
         "(later than the allowed lateness)",
         stage="late",
         reason="late",

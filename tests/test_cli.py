@@ -134,10 +134,16 @@ def test_an_output_path_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
 
 
 def test_replay_says_how_many_dead_letters_it_did_not_write(tmp_path: Path) -> None:
-    (tmp_path / "s.jsonl").write_text('not json\n{"also": "not a sale"}\n')
+    sale = ('{"event_id": "s1", "event_time": "2026-03-02T09:00:00Z", "store_id": "S1", "sku": "A", '
+            '"channel": "STORE", "quantity": 1, "unit_price": 2.0}\n')  # fmt: skip
+    (tmp_path / "s.jsonl").write_text('not json\n{"also": "not a sale"}\n' + sale + sale)
     replay = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl")
     assert replay.returncode == 0, replay.stderr
     assert "2 records were dead letters, not written (give --dead-letter-out FILE" in replay.stderr
+    assert "; 1 duplicate records dropped" in replay.stderr
+    # each bad record's reason is logged (the first of each reason at once, then at most one line per 10 s)
+    assert "dead letter (decode, malformed): Sale " in replay.stderr and "s.jsonl:1: not JSON" in replay.stderr
+    assert "dead letter (validate, missing_field): Sale " in replay.stderr
     kept = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl",
                 "--dead-letter-out", tmp_path / "d.jsonl")  # fmt: skip
     assert kept.returncode == 0 and "dead letters, not written" not in kept.stderr

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
+
 from demandsense.serde import JsonCodec
-from flows.demand import CATCHING_UP_LAG_S, KINDS, Decoder, Delivery, Router, SenseLogic, ViewsPace, _builder_for
+from flows.demand import (
+    CATCHING_UP_LAG_S,
+    KINDS,
+    DeadLetterLog,
+    Decoder,
+    Delivery,
+    Router,
+    SenseLogic,
+    ViewsPace,
+    _builder_for,
+)
 from flows.sources import OFFSET, RawRecord
-from operators.events import Event
+from operators.events import DeadLetter, Event
 from operators.policy import Detection, Policy
 from operators.store import StoreState
 from tests.operators import T0, Stream, flat
@@ -123,3 +136,19 @@ def test_the_router_tracks_each_partitions_progress_over_every_store() -> None:
     ((_, ahead),) = router([sale("S3", now_ms + 3_600_000, 1, 4)])  # a till clock an hour ahead
     assert ahead[3] is not None and now_ms - 3_000 < ahead[3]["sales", 1] <= int(time.time() * 1000)
     assert first[0][1][3] == progress  # a copy, kept as sent
+
+
+def test_dead_letters_are_logged_at_once_then_once_per_interval_each(caplog: pytest.LogCaptureFixture) -> None:
+    dead_log = DeadLetterLog(every_s=0.2)
+    malformed = DeadLetter("sales", 0, 1, None, b"x", "Sale sales[0]@1: not JSON", "decode", "malformed")
+    late = DeadLetter("sales", 0, 2, None, b"{}", "Sale sales[0]@2: 400 s behind the watermark", "late", "late")
+    with caplog.at_level(logging.WARNING, logger="demandsense.flow"):
+        for d in (malformed, malformed, late, malformed):
+            dead_log.count(d)
+        time.sleep(0.25)  # the interval passes: the next malformed one is logged with the count of the others
+        dead_log.count(malformed)
+    assert [r.getMessage() for r in caplog.records] == [
+        "dead letter (decode, malformed): Sale sales[0]@1: not JSON",
+        "dead letter (late, late): Sale sales[0]@2: 400 s behind the watermark",
+        "dead letter (decode, malformed) (2 more since the last line): Sale sales[0]@1: not JSON",
+    ]
