@@ -224,6 +224,10 @@ def read_event(
 ) -> Event | DeadLetter:
     """Decode and validate one record of ``kind``; bad input becomes a :class:`DeadLetter`."""
     if value is None:
+        if kind == "ItemParams" and key is not None:  # a compacted topic's delete: the item's parameters are dropped
+            store, colon, sku = key.decode("utf-8", "replace").partition(":")
+            if colon and store and sku:
+                return ItemParams(store_id=store, sku=sku)  # no values: the policy's item defaults apply
         return _dead(kind, origin, key, b"", "decode", "empty", "empty message (tombstone) where a record was expected")
     if len(value) > max_bytes:
         error = f"{len(value)} bytes is over the limit of {max_bytes}"

@@ -320,6 +320,15 @@ def test_a_dead_letter_keeps_the_first_bytes_of_a_large_record(value: bytes, max
     assert len(JsonCodec().encode(record)) < 1_000_000  # message.max.bytes by default
 
 
+def test_an_item_params_tombstone_drops_the_items_parameters() -> None:
+    """On the compacted item-params topic a tombstone deletes the item's master data: the defaults apply again."""
+    out = read_event("ItemParams", None, JsonCodec(), ORIGIN, key=b"S001:C03-000123", now_ms=NOW)
+    assert out == ItemParams("S001", "C03-000123")
+    for key in (None, b"no-colon", b":sku"):
+        d = read_event("ItemParams", None, JsonCodec(), ORIGIN, key=key, now_ms=NOW)
+        assert isinstance(d, DeadLetter) and (d.stage, d.reason) == ("decode", "empty")
+
+
 def test_read_event_keeps_an_undecodable_key_readable() -> None:
     out = read_event("Sale", b"{}", JsonCodec(), ORIGIN, key=b"\xffS1", now_ms=NOW)
     assert isinstance(out, DeadLetter) and out.key == "\ufffdS1"
