@@ -265,9 +265,9 @@ def read_records(
         ev = read_event(kind, value, codecs[kind], origin, key=key, now_ms=now_ms, max_quantity=max_quantity)
         if isinstance(ev, DeadLetter):
             dead.append(ev)
-        elif ev.store_id != store_id:
+        elif ev.store_id != store_id or (key is not None and key != f"{ev.store_id}:{ev.sku}".encode()):
             text = key.decode("utf-8", "replace") if key is not None else None
-            error = f"the key {text!r} does not name its store {ev.store_id!r} (keys are store_id:sku)"
+            error = f"the key {text!r} does not name its item {ev.store_id + ':' + ev.sku!r} (keys are store_id:sku)"
             dead.append(_dead(kind, origin, key, value or b"", "validate", "key_mismatch", error))
         else:
             events.append(ev)

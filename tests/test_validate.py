@@ -346,13 +346,14 @@ def test_read_records_reads_a_stores_batch_and_turns_the_rest_into_dead_letters(
             "retail.item-params.v1",
             0,
             7,
-            b"S001:C03-000123",
+            b"S001:A",
             json.encode({"store_id": "S001", "sku": "A"}),
             T,
         ),
         ("Sale", "retail.sales.v1", 2, 41, b"S001:C03-000123", json.encode(SALE), T),
         ("Sale", "retail.sales.v1", 2, 42, b"S001:C03-000123", b"{not json", T),
         ("Sale", "retail.sales.v1", 3, 9, b"S001:C03-000123", json.encode(other), T),
+        ("Sale", "retail.sales.v1", 3, 10, b"S001:C03-999", json.encode({**SALE, "event_id": "sale-3"}), T),
     ]
     events, dead, params = read_records(records, codecs, "S001", NOW)  # type: ignore[arg-type]
     assert [type(e) for e in events] == [ItemParams, Sale]
@@ -360,6 +361,8 @@ def test_read_records_reads_a_stores_batch_and_turns_the_rest_into_dead_letters(
     assert [(d.offset, d.stage, d.reason) for d in dead] == [
         (42, "decode", "malformed"),
         (9, "validate", "key_mismatch"),
+        (10, "validate", "key_mismatch"),
     ]
-    assert "does not name its store 'S002'" in dead[1].error and dead[1].key == "S001:C03-000123"
+    assert "does not name its item 'S002:C03-000123'" in dead[1].error and dead[1].key == "S001:C03-000123"
+    assert "the key 'S001:C03-999' does not name its item 'S001:C03-000123'" in dead[2].error
     assert params == {"retail.item-params.v1": 1}

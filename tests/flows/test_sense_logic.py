@@ -103,7 +103,7 @@ def test_each_store_decodes_its_records_and_one_keyed_to_another_store_is_a_dead
     wrong = _replace(records[0], key=b"S2:A")  # a producer keyed a record of S1 to S2: the router sends it there
     (out,), _ = SenseLogic(StoreState(""), Policy(), JSON, None).on_item(("S2", [wrong], 0, None))
     assert [(d.reason, d.key, d.stage) for d in out.dead] == [("key_mismatch", "S2:A", "validate")]
-    assert "does not name its store 'S1'" in out.dead[0].error
+    assert "does not name its item 'S1:A'" in out.dead[0].error
 
 
 def test_the_router_splits_by_key_and_decodes_only_records_without_one() -> None:
