@@ -112,14 +112,15 @@ class AvroCodec:
     """Confluent-framed Avro for one record type.
 
     ``schema_id`` is the id written into each message; ``accept_ids`` lists the writer ids
-    this codec can read (the same schema under a registry id and under its local id).
+    this codec can read (the same schema under a registry id and under its local id), or is None
+    (``any_id``) to read every frame with this schema, as ``tail`` reads demandsense's own topics.
     """
 
-    def __init__(self, name: str, schema_id: int | None = None) -> None:
+    def __init__(self, name: str, schema_id: int | None = None, *, any_id: bool = False) -> None:
         self.name = name
         self.schema = parsed_schema(name)
         self.schema_id = local_schema_id(name) if schema_id is None else schema_id
-        self.accept_ids = {self.schema_id, local_schema_id(name)}
+        self.accept_ids = None if any_id else {self.schema_id, local_schema_id(name)}
         self._header = _HEADER.pack(MAGIC, self.schema_id)
         plain = _strip_logical(schema_json(name))
         self._reader, self._writer = RecordReader(plain), RecordWriter(plain)
@@ -135,7 +136,7 @@ class AvroCodec:
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise DecodeError("malformed", f"magic byte {magic} is not 0: not Confluent-framed Avro")
-        if schema_id not in self.accept_ids:
+        if self.accept_ids is not None and schema_id not in self.accept_ids:
             raise DecodeError(
                 "wrong_schema", f"schema id {schema_id} is not {self.name} (expects {sorted(self.accept_ids)})"
             )

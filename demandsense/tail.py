@@ -1,6 +1,8 @@
 """``demandsense tail``: a plain consumer that prints a topic's records as JSON lines.
 
-For subscribers checking what demandsense publishes (Avro is decoded with the local schemas).
+For subscribers checking what demandsense publishes. Avro is read with the contract's schemas whatever the
+frame's schema id (the local id, or a Schema Registry's: demandsense writes both with the same schema); the
+consumer takes the security settings ``run`` takes (``DEMANDSENSE_KAFKA_*``, ``DEMANDSENSE_CONSUMER_*``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import TextIO
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from demandsense.errors import DemandsenseError, ServiceUnavailable
-from demandsense.serde import RECORD_TYPES, JsonCodec, make_codec
+from demandsense.errors import ConfigError, DemandsenseError, ServiceUnavailable
+from demandsense.serde import RECORD_TYPES, AvroCodec, JsonCodec, make_codec
+from demandsense.settings import kafka_config_from_env, librdkafka_overrides
 
 TOPIC_TYPES = {"alerts": "Alert", "triggers": "ReplenishmentTrigger", "dead-letter": "DeadLetter"}
 
@@ -43,16 +46,16 @@ def tail(
     idle_s: float = 2.0,
 ) -> int:
     """Print the topic's records, one JSON object a line; returns how many were printed."""
-    codec = make_codec(fmt, record_type or record_type_of(topic))
+    name = record_type or record_type_of(topic)
+    codec = AvroCodec(name, any_id=True) if fmt == "avro" else make_codec(fmt, name)
     json_out = JsonCodec()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"demandsense-tail-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    config = kafka_config_from_env(bootstrap_servers, group_id=f"demandsense-tail-{uuid.uuid4().hex[:8]}")
+    try:
+        consumer = Consumer(
+            {**config, "enable.auto.commit": False, "enable.partition.eof": True, **librdkafka_overrides("CONSUMER")}
+        )
+    except KafkaException as exc:
+        raise ConfigError(f"Kafka consumer settings: {exc.args[0].str()}") from exc
     try:
         meta = consumer.list_topics(topic, timeout=5)
     except KafkaException as exc:

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from demandsense.embedded import create_topics, delete_topics
-from demandsense.errors import DemandsenseError
-from demandsense.serde import make_codec
+from demandsense.errors import ConfigError, DemandsenseError
+from demandsense.serde import AvroCodec, make_codec
 from demandsense.tail import record_type_of, tail
 from tests.integration.test_kafka_roundtrip import produce
 
@@ -35,6 +35,23 @@ def test_tail_prints_published_alerts_as_json_lines(kafka_bootstrap, topic_facto
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["alert_id"] for r in rows] == ["a0", "a1", "a2"]
     assert rows[0]["event_time"] == "2026-03-02T08:00:56.073Z" and rows[0]["alert_type"] == "OUT_OF_STOCK"
+
+
+def test_tail_reads_frames_with_a_schema_registry_id(kafka_bootstrap, topic_factory, request) -> None:
+    """demandsense writes a registry's id in the frame when given --schema-registry-url: the same schema."""
+    topic = topic_factory() + "-alerts"
+    create_topics(kafka_bootstrap, [topic])
+    request.addfinalizer(lambda: delete_topics(kafka_bootstrap, [topic]))
+    produce(kafka_bootstrap, topic, [(b"S1:X", AvroCodec("Alert", schema_id=42).encode(ALERT), None)])
+    out = io.StringIO()
+    assert tail(kafka_bootstrap, topic, out=out) == 1
+    assert json.loads(out.getvalue())["alert_id"] == "a1"
+
+
+def test_tail_takes_the_jobs_kafka_security_settings(kafka_bootstrap, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMANDSENSE_KAFKA_SECURITY_PROTOCOL", "carrier-pigeon")
+    with pytest.raises(ConfigError, match="Kafka consumer settings: .*security.protocol"):
+        tail(kafka_bootstrap, "retail.demand-alerts.v1", out=io.StringIO())
 
 
 def test_tail_names_a_missing_topic(kafka_bootstrap) -> None:
