@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=1_000_000, help="at least this many input records (1,000,000)")
     p.add_argument("--repeats", type=int, default=3, help="runs of each configuration, interleaved (3)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of each input topic (4)")
-    p.add_argument("--quick", action="store_true", help="100k events, one repeat, no profile (under a minute)")
+    p.add_argument("--quick", action="store_true", help="100k events, one repeat, no profile (1-2 min)")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument(
         "--only",

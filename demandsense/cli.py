@@ -185,7 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_flag("EXIT_AT_END"),
         help="stop once every input partition reached the end offset it had at start",
     )
-    run.add_argument("--print-alerts", action="store_true", help="also print alerts on stdout")
+    run.add_argument(
+        "--print-alerts",
+        action="store_true",
+        default=_env_flag("PRINT_ALERTS"),
+        help="also print alerts on stdout (env DEMANDSENSE_PRINT_ALERTS)",
+    )
 
     replay = sub.add_parser("replay", help="the same dataflow over JSONL or Avro container files, in event time")
     replay.add_argument("--sales", type=_existing_file, required=True, help="Sale records: JSONL or Avro container")
@@ -205,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap-servers",
         default=env("BOOTSTRAP_SERVERS"),
         metavar="HOST:PORT",
-        help="produce to Kafka instead (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
+        help="produce to Kafka (as well, with --out) (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
     )
     sim.add_argument("--format", choices=("avro", "json"), default="avro", help="Kafka wire format (avro)")
     sim.add_argument("--stores", type=_positive_int, default=5, help="stores (5)")
@@ -229,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     top = sub.add_parser("top", help="top risks from Redis")
     top.add_argument("--store", help="one store's top risks (else every store's)")
-    top.add_argument("-n", type=_positive_int, default=20, help="rows per store (20)")
+    top.add_argument("-n", type=_positive_int, default=20, help="rows, riskiest first, of all stores or --store (20)")
     _add_redis(top)
     show = sub.add_parser("show", help="one item's live view from Redis")
     show.add_argument("store", help="store id, e.g. S001")

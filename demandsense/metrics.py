@@ -1,6 +1,7 @@
 """Every Prometheus metric demandsense exports, in one place.
 
-Labels are bounded (topic, outcome, stage, reason, type, approval, client, broker); never a SKU or store.
+Labels are bounded (topic, partition, outcome, stage, reason, alert_type, severity, approval, client, broker);
+never a SKU or store.
 """
 
 from __future__ import annotations
