@@ -1145,7 +1145,8 @@ def produce(
     try:
         producer.list_topics(timeout=5)
     except KafkaException as exc:
-        raise ServiceUnavailable(f"Kafka at {bootstrap_servers} did not answer within 5 s ({exc.args[0]})") from exc
+        why = exc.args[0].str()
+        raise ServiceUnavailable(f"Kafka at {bootstrap_servers} did not answer within 5 s ({why})") from exc
 
     streams = (
         ("items", "ItemParams", sim.items),

@@ -446,15 +446,21 @@ def check_kafka(config: dict, topics: dict[str, str]) -> set[str]:
     nothing). A missing inventory or item-params topic (``topics``: kind -> topic) is logged: it is not read.
     Returns the names of the topics that exist.
     """
+    failures = _Failures()
     try:
-        consumer = Consumer(consumer_config(config))
+        consumer = Consumer({**consumer_config(config), "logger": failures})
     except KafkaException as exc:
         raise ConfigError(f"Kafka consumer settings: {exc.args[0].str()}") from exc
+    servers = config.get("bootstrap.servers")
     try:
         meta = _metadata(consumer, config)
+    except ServiceUnavailable as exc:
+        consumer.poll(0)  # serves librdkafka's log lines, which say why (connection refused, TLS, SASL)
+        if failures.last is None:
+            raise
+        raise ServiceUnavailable(f"Kafka at {servers} did not answer: {failures.last}") from exc
     finally:
         consumer.close()
-    servers = config.get("bootstrap.servers")
     if topics["Sale"] not in meta.topics:
         raise ConfigError(
             f"the sales topic {topics['Sale']} does not exist on {servers}: create it, or fix --sales-topic"
@@ -465,11 +471,27 @@ def check_kafka(config: dict, topics: dict[str, str]) -> set[str]:
     return set(meta.topics)
 
 
+class _Failures:
+    """librdkafka's log for a check: its lines go to the ``demandsense.kafka`` logger at DEBUG (not to stderr, where
+    they came before the one-line error), and the last error among them is kept, to say why Kafka did not answer."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        line = fmt % args
+        logging.getLogger("demandsense.kafka").debug(line)
+        if level >= logging.ERROR:
+            self.last = line.rpartition("]: ")[2]  # without the facility, client and thread
+
+
 def _metadata(consumer: Consumer, config: dict) -> ClusterMetadata:
     try:
         return consumer.list_topics(timeout=10)
     except KafkaException as exc:
-        raise ServiceUnavailable(f"Kafka at {config.get('bootstrap.servers')} did not answer: {exc}") from exc
+        raise ServiceUnavailable(
+            f"Kafka at {config.get('bootstrap.servers')} did not answer: {exc.args[0].str()}"
+        ) from exc
 
 
 class _ControlPartition(StatelessSourcePartition[Control]):

@@ -60,6 +60,8 @@ def test_an_unreachable_broker_is_one_line_naming_it(command: tuple[str, ...]) -
     run = _cli(*command, "--bootstrap-servers", address)
     _one_clear_line(run, address, "did not answer")
     assert "panicked" not in run.stderr  # checked before the dataflow starts
+    if command == ("run",):  # librdkafka's own log lines say why, in the error line rather than before it
+        assert "Connection refused" in run.stderr.splitlines()[-1] and "%3|" not in run.stderr
 
 
 def test_an_error_behind_bytewax_or_a_file_that_cannot_be_used_is_one_line() -> None:
