@@ -99,9 +99,10 @@ class FileIO:
     triggers_out: Path | None = None
     dead_letter_out: Path | None = None
 
-    def inputs(self) -> dict[str, Path | None]:
-        """Record type -> input file, item params first."""
-        return {"ItemParams": self.items, "InventoryEvent": self.inventory, "Sale": self.sales}
+    def inputs(self) -> dict[str, Path]:
+        """Record type -> input file, of the files given, item params first."""
+        files = {"ItemParams": self.items, "InventoryEvent": self.inventory, "Sale": self.sales}
+        return {kind: path for kind, path in files.items() if path is not None}
 
 
 CATCHING_UP_LAG_S = 300.0  # a store whose event time is further behind the wall clock is catching up
@@ -513,7 +514,7 @@ def build_flow(settings: FlowSettings) -> Dataflow:
         )
         codecs = {k: make_codec(io.fmt, k, topic=io.topics.inputs()[k], registry_url=io.registry_url) for k in KINDS}
     else:
-        source = FileBatchSource({k: p for k, p in io.inputs().items() if p is not None})
+        source = FileBatchSource(io.inputs())
         codecs = {k: JsonCodec() for k in KINDS}
 
     batches = op.input("in", flow, source)  # [RawRecord] (or a Control marker)
@@ -553,7 +554,7 @@ def check(settings: FlowSettings) -> None:
     records read as its kind."""
     io = settings.io
     if isinstance(io, FileIO):
-        sources.check_files({k: p for k, p in io.inputs().items() if p is not None})
+        sources.check_files(io.inputs())
     if isinstance(io, KafkaIO):
         existing = sources.check_kafka(io.config, io.topics.inputs())
         for kind, topic in io.topics.outputs().items():
