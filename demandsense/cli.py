@@ -6,6 +6,7 @@ import argparse
 import fcntl
 import gc
 import logging
+import math
 import os
 import shutil
 import signal
@@ -52,9 +53,54 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    if not 0 < value < math.inf:  # nan fails too
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {value}")
     return value
+
+
+def _at_most(limit: float, what: str):
+    """:func:`_positive_float` of at most ``limit`` (``what`` says how much that is)."""
+
+    def parse(text: str) -> float:
+        value = _positive_float(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:g} ({what}), got {value:g}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _format(text: str) -> str:
+    """A wire format; a type rather than choices, so that a bad DEMANDSENSE_FORMAT is refused too."""
+    if text not in ("avro", "json"):
+        raise argparse.ArgumentTypeError(f"must be avro or json, got {text!r}")
+    return text
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _existing_file(text: str) -> Path:
@@ -77,7 +123,7 @@ def _add_kafka(p: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="HOST:PORT",
         help="Kafka brokers (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
     )
-    p.add_argument("--format", choices=("avro", "json"), default=env("FORMAT", "avro"), help="wire format (avro)")
+    p.add_argument("--format", type=_format, default=env("FORMAT", "avro"), help="avro, json (env DEMANDSENSE_FORMAT)")
     p.add_argument("--schema-registry-url", default=env("SCHEMA_REGISTRY_URL"), help="Confluent Schema Registry")
 
 
@@ -129,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive_float, default=90.0, help="seconds to run (90)")
     demo.add_argument("--stores", type=_positive_int, default=3, help="simulated stores (3)")
     demo.add_argument("--skus", type=_positive_int, default=150, help="simulated SKUs per store (150)")
-    demo.add_argument("--days", type=_positive_float, default=4.0, help="simulated days to stream (4)")
-    demo.add_argument("--seed", type=int, default=7, help="simulator seed: the same seed, the same stream (7)")
+    demo.add_argument("--days", type=_at_most(3660, "ten years"), default=4.0, help="simulated days to stream (4)")
+    demo.add_argument("--seed", type=_seed, default=7, help="simulator seed: the same seed, the same stream (7)")
 
     run = sub.add_parser("run", help="the production job: Kafka in, alerts and triggers out")
     _add_kafka(run, required=True)
@@ -148,13 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--snapshot-interval",
-        type=_positive_float,
+        type=_at_most(86_400, "a day"),
         default=env("SNAPSHOT_INTERVAL", "30"),  # argparse applies the type to a string default
         help="seconds between snapshots, the Bytewax epoch interval (30; env DEMANDSENSE_SNAPSHOT_INTERVAL)",
     )
     run.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         default=env("METRICS_PORT", "9100"),
         help="port of /metrics, /healthz and /readyz (9100; 0 disables; env DEMANDSENSE_METRICS_PORT)",
     )
@@ -172,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("ADDRESSES"),
         help="host:port;host:port of every process of a cluster, in process-id order (env DEMANDSENSE_ADDRESSES)",
     )
-    run.add_argument("--group-id", default=env("GROUP_ID", "demandsense"), help="Kafka consumer group id (demandsense)")
+    run.add_argument(
+        "--group-id", type=_non_empty, default=env("GROUP_ID", "demandsense"), help="Kafka consumer group (demandsense)"
+    )
     run.add_argument(
         "--from-beginning",
         action="store_true",
@@ -215,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--format", choices=("avro", "json"), default="avro", help="Kafka wire format (avro)")
     sim.add_argument("--stores", type=_positive_int, default=5, help="stores (5)")
     sim.add_argument("--skus", type=_positive_int, default=200, help="SKUs per store (200)")
-    sim.add_argument("--days", type=_positive_float, default=7.0, help="days of event time (7)")
-    sim.add_argument("--seed", type=int, default=42, help="the same seed gives the same streams (42)")
+    sim.add_argument("--days", type=_at_most(3660, "ten years"), default=7.0, help="days of event time (7)")
+    sim.add_argument("--seed", type=_seed, default=42, help="the same seed gives the same streams (42)")
 
     tail = sub.add_parser("tail", help="print a topic's records as JSON lines (a plain consumer)")
     tail.add_argument(
@@ -227,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Kafka to read from (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
     )
     tail.add_argument("--topic", default="retail.demand-alerts.v1", help="(%(default)s)")
-    tail.add_argument("--format", choices=("avro", "json"), default=env("FORMAT", "avro"), help="(avro)")
+    tail.add_argument("--format", type=_format, default=env("FORMAT", "avro"), help="avro or json (avro)")
     tail.add_argument("--record-type", choices=RECORD_TYPES, help="the topic's record type (guessed from its name)")
     tail.add_argument("-n", "--max", type=_positive_int, help="stop after this many records")
     tail.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
@@ -241,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("sku", help="SKU as in the events")
     _add_redis(show)
     view = sub.add_parser("view", help="a live web page of top risks and alerts, read from Redis")
-    view.add_argument("--port", type=int, default=8050, help="HTTP port (8050)")
+    view.add_argument("--port", type=_port, default=8050, help="HTTP port (8050; 0: any free port)")
     view.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     _add_redis(view)
     return parser
@@ -271,11 +319,15 @@ def main(argv: list[str] | None = None) -> int:
 def user_error(exc: BaseException) -> str | None:
     """What the user can act on behind ``exc`` (itself or a cause: Bytewax wraps a dataflow's errors): an
     error demandsense raised on purpose, or a file or directory that could not be used; None for a bug."""
+    from bytewax.recovery import InconsistentPartitionsError, MissingPartitionsError, NoPartitionsError
+
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, DemandsenseError):
             return str(cause)
+        if isinstance(cause, MissingPartitionsError | InconsistentPartitionsError | NoPartitionsError):
+            return f"--recovery-dir: {cause} (docs/operations.md, Recovery and scaling)"
         if isinstance(cause, OSError) and cause.filename is not None:
             return f"{cause.filename}: {cause.strerror}"
         seen.add(id(cause))
@@ -289,6 +341,11 @@ def _replay(args: argparse.Namespace) -> int:
     from flows.demand import FileIO, FlowSettings, build_flow, check
 
     outs = [p for p in (args.alerts_out, args.triggers_out, args.dead_letter_out) if p is not None]
+    inputs = {"--sales": args.sales, "--inventory": args.inventory, "--items": args.items}
+    _distinct_files(inputs, {"--alerts-out": args.alerts_out, "--triggers-out": args.triggers_out,
+                             "--dead-letter-out": args.dead_letter_out})  # fmt: skip
+    if args.redis_url:  # a replay ends: views it could not write would not catch up later
+        _redis_client(args)
     for p in outs:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"")
@@ -309,17 +366,33 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distinct_files(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+    """Refuse an output that is an input or another output: it would be emptied, or mixed, before the replay."""
+    seen = {flag: p.resolve() for flag, p in inputs.items() if p is not None}
+    for flag, p in outputs.items():
+        if p is None:
+            continue
+        path = p.resolve()
+        for other, other_path in seen.items():
+            if path == other_path:
+                raise DemandsenseError(f"{flag} and {other} are the same file ({path}): give each its own")
+        seen[flag] = path
+
+
 def _cluster(args: argparse.Namespace) -> tuple[int, list[str] | None]:
     """(process id, addresses) from the flags; one process when no addresses are given."""
+    pid = args.process_id
     if not args.addresses:
+        if pid:
+            raise DemandsenseError(f"--process-id {pid} needs --addresses (or DEMANDSENSE_ADDRESSES)")
         return 0, None
     addresses = [a.strip() for a in args.addresses.split(";") if a.strip()]
-    if args.process_id is None:
+    for a in addresses:
+        host, colon, port = a.rpartition(":")
+        if not (colon and host and port.isdigit() and int(port) <= 65535):
+            raise DemandsenseError(f"--addresses: {a!r} is not host:port")
+    if pid is None:
         raise DemandsenseError("--addresses needs --process-id (or DEMANDSENSE_PROCESS_ID)")
-    try:
-        pid = int(args.process_id)
-    except ValueError:
-        raise DemandsenseError(f"--process-id must be an integer, got {args.process_id!r}") from None
     if not 0 <= pid < len(addresses):
         raise DemandsenseError(f"--process-id {pid} is not an index of the {len(addresses)} --addresses")
     return pid, addresses

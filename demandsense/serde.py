@@ -154,7 +154,10 @@ def registry_schema_id(url: str, subject: str, name: str) -> int:
 
     parts = urlsplit(url)
     where = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # without credentials
-    client = SchemaRegistryClient({"url": url})
+    try:
+        client = SchemaRegistryClient({"url": url})
+    except ValueError as exc:
+        raise ConfigError(f"--schema-registry-url {where}: {exc}") from exc
     try:
         return client.register_schema(subject, Schema(json.dumps(schema_json(name)), "AVRO"))
     except SchemaRegistryError as exc:

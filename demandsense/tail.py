@@ -19,7 +19,13 @@ from demandsense.errors import ConfigError, DemandsenseError, ServiceUnavailable
 from demandsense.serde import RECORD_TYPES, AvroCodec, JsonCodec, make_codec
 from demandsense.settings import kafka_config_from_env, librdkafka_overrides
 
-TOPIC_TYPES = {"alerts": "Alert", "triggers": "ReplenishmentTrigger", "dead-letter": "DeadLetter"}
+TOPIC_TYPES = {
+    "alerts": "Alert",
+    "triggers": "ReplenishmentTrigger",
+    "dead-letter": "DeadLetter",
+    "inventory": "InventoryEvent",
+    "item-params": "ItemParams",
+}
 
 
 def record_type_of(topic: str) -> str:

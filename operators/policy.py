@@ -146,6 +146,8 @@ def _not_negative(section: Any, name: str, *keys: str) -> None:
 
 
 def _section(kind: type, name: str, values: dict[str, Any]) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"policy section [{name}] must be a table, got {values!r}")
     known = {f.name: f for f in fields(kind)}
     out = {}
     for key, value in values.items():

@@ -190,11 +190,56 @@ def test_replay_of_a_corrupt_avro_container_names_the_file_and_the_record(damage
     [
         ("WORKERS", "abc", "--workers"),
         ("METRICS_PORT", "x", "--metrics-port"),
+        ("METRICS_PORT", "70000", "--metrics-port"),
         ("SNAPSHOT_INTERVAL", "soon", "--snapshot-interval"),
+        ("SNAPSHOT_INTERVAL", "inf", "--snapshot-interval"),
+        ("FORMAT", "xml", "--format"),
+        ("GROUP_ID", " ", "--group-id"),
     ],
 )
 def test_a_bad_environment_default_is_one_line(
     name: str, value: str, flag: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(f"DEMANDSENSE_{name}", value)
-    _one_clear_line(_cli("run", "--bootstrap-servers", "h:1"), flag, repr(value))
+    _one_clear_line(_cli("run", "--bootstrap-servers", "h:1"), flag, value.strip() or "empty")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("simulate", "--out", "x", "--days", "nan"), ("--days", "finite")),
+        (("simulate", "--out", "x", "--days", "1e12"), ("--days", "ten years")),
+        (("demo", "--duration", "nan"), ("--duration", "finite")),
+        (("demo", "--seed", "-1"), ("--seed", "0 or more")),
+        (("view", "--port", "99999"), ("--port", "65535")),
+        (("run", "--bootstrap-servers", "h:1", "--process-id", "3"), ("--process-id 3 needs --addresses",)),
+        (("run", "--bootstrap-servers", "h:1", "--process-id", "0", "--addresses", "a:1;garbage"), ("'garbage'",)),
+    ],
+)
+def test_values_the_job_cannot_use_are_refused_at_once(args: tuple[str, ...], words: tuple[str, ...]) -> None:
+    _one_clear_line(_cli(*args, timeout=20), *words)
+
+
+def test_a_policy_section_that_is_not_a_table_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text("")
+    (tmp_path / "policy.toml").write_text("detection = 5\n")
+    run = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl",
+               "--policy", tmp_path / "policy.toml")  # fmt: skip
+    _one_clear_line(run, "policy section [detection] must be a table")
+
+
+def test_replay_refuses_an_output_that_is_an_input_or_another_output(tmp_path: Path) -> None:
+    sales = tmp_path / "sales.jsonl"
+    sales.write_text('{"not": "read"}\n')
+    _one_clear_line(_cli("replay", "--sales", sales, "--alerts-out", sales), "--alerts-out and --sales are the same")
+    assert sales.read_text() == '{"not": "read"}\n'  # untouched
+    out = tmp_path / "out.jsonl"
+    run = _cli("replay", "--sales", sales, "--alerts-out", out, "--dead-letter-out", tmp_path / "." / "out.jsonl")
+    _one_clear_line(run, "--dead-letter-out and --alerts-out are the same file")
+
+
+def test_replay_with_views_needs_redis_to_answer(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text("")
+    run = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl",
+               "--redis-url", f"redis://127.0.0.1:{free_port()}/0")  # fmt: skip
+    _one_clear_line(run, "Redis at 127.0.0.1:", "did not answer")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from demandsense.embedded import free_port
-from demandsense.errors import DecodeError, ServiceUnavailable
+from demandsense.errors import ConfigError, DecodeError, ServiceUnavailable
 from demandsense.serde import (
     RECORD_TYPES,
     AvroCodec,
@@ -250,3 +250,8 @@ def test_an_unreachable_schema_registry_is_named_without_its_credentials() -> No
         make_codec("avro", "Sale", topic="retail.sales.v1", registry_url=f"http://me:secret@127.0.0.1:{port}")
     assert str(err.value).startswith(f"Schema Registry at http://127.0.0.1:{port} did not answer")
     assert "secret" not in str(err.value)
+
+
+def test_a_malformed_schema_registry_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="--schema-registry-url notaurl: "):
+        make_codec("avro", "Sale", topic="retail.sales.v1", registry_url="notaurl")

@@ -110,3 +110,16 @@ def test_settings_the_dataflow_would_refuse_are_one_line_before_it_starts(
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr and "panicked" not in run.stderr
     assert run.stderr.splitlines()[-1].startswith(f"demandsense run: error: {words}"), run.stderr
+
+
+def test_a_missing_recovery_partition_is_one_line(kafka_bootstrap, topic_factory, tmp_path: Path) -> None:
+    from demandsense.cli import _init_recovery
+
+    recovery = _init_recovery(tmp_path / "recovery", 0, 1, 2)
+    (recovery / "part-1.sqlite3").unlink()
+    run = _demandsense(
+        "run", "--bootstrap-servers", kafka_bootstrap, "--sales-topic", topic_factory(), "--exit-at-end",
+        "--recovery-dir", str(recovery), "--workers", "2", "--metrics-port", "0", timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1].startswith("demandsense run: error: --recovery-dir: Missing recovery partitions")

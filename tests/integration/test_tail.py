@@ -63,5 +63,8 @@ def test_record_type_is_told_by_the_topic_name() -> None:
     assert record_type_of("retail.demand-alerts.v1") == "Alert"
     assert record_type_of("retail.replenishment-triggers.v1") == "ReplenishmentTrigger"
     assert record_type_of("retail.dead-letter.v1") == "DeadLetter"
+    assert record_type_of("retail.inventory.v1") == "InventoryEvent"
+    assert record_type_of("retail.item-params.v1") == "ItemParams"
+    assert record_type_of("retail.sales.v1") == "Sale"
     with pytest.raises(DemandsenseError):
         record_type_of("mystery")
