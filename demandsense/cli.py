@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sqlite3
 import sys
 from datetime import timedelta
@@ -404,10 +403,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from demandsense import server
     from demandsense.cluster import await_lower_peers
+    from demandsense.signals import Stopper
     from flows import sinks, sources
     from flows.demand import FlowSettings, KafkaIO, Topics, build_flow, check
 
     process_id, addresses = _cluster(args)
+    stopper = Stopper(sources.request_stop)  # before any other thread starts (the checks' Kafka clients)
     processes = len(addresses) if addresses else 1
     conf = kafka_config_from_env(args.bootstrap_servers, group_id=args.group_id)
     topics = Topics(
@@ -432,7 +433,6 @@ def _run(args: argparse.Namespace) -> int:
             server.serve(args.metrics_port)
         except OSError as exc:
             raise DemandsenseError(f"cannot serve metrics on port {args.metrics_port}: {exc}") from exc
-    _on_sigterm(sources.request_stop)
     log.info(
         "flow starting",
         extra={
@@ -441,6 +441,8 @@ def _run(args: argparse.Namespace) -> int:
             "snapshot_interval_s": args.snapshot_interval, "compiled": _compiled(),
         },
     )  # fmt: skip
+    if addresses:
+        log.info("the flow starts once every process of the cluster has connected: %s", ";".join(addresses))
     if addresses and process_id > 0:
         await_lower_peers(addresses, process_id)
     cli_main(
@@ -455,7 +457,7 @@ def _run(args: argparse.Namespace) -> int:
         raise DemandsenseError(f"{sinks.UNDELIVERED[0]} records could not be delivered to Kafka (see the log)")
     why = "flow stopped" if sources.STOP.is_set() else "flow finished: every input reached its end"
     log.info(why, extra=_totals())
-    return 0
+    return stopper.exit_code()
 
 
 def _totals() -> dict[str, int | float]:
@@ -488,21 +490,6 @@ def _totals() -> dict[str, int | float]:
         if SPAN.records:
             totals.update(records_read=SPAN.records, read_s=round(SPAN.ended - SPAN.first, 3))
     return totals
-
-
-def _on_sigterm(stop) -> None:
-    """First SIGTERM: stop reading and let the flow finish (sinks flushed, final snapshot); second: exit now."""
-
-    def handler(signum: int, frame: object) -> None:
-        if handler.seen:  # type: ignore[attr-defined]
-            log.warning("second SIGTERM: exiting without a clean shutdown")
-            os._exit(128 + signum)
-        handler.seen = True  # type: ignore[attr-defined]
-        log.info("SIGTERM: stopping input; finishing the epoch, flushing outputs and taking a final snapshot")
-        stop()
-
-    handler.seen = False  # type: ignore[attr-defined]
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _recovery_partitions(path: Path) -> dict[int, int]:

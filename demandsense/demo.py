@@ -64,8 +64,11 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
     from demandsense import simulate
     from demandsense.embedded import Broker, RedisServer, create_topics
     from demandsense.settings import kafka_config
+    from demandsense.signals import Stopper
     from flows.demand import FlowSettings, KafkaIO, Topics, ViewsPace, build_flow
+    from flows.sources import request_stop
 
+    stopper = Stopper(request_stop)  # Ctrl-C or SIGTERM ends the demo cleanly, its broker and Redis too
     topics = Topics()
     inputs = topics.inputs()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -101,4 +104,4 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
             producer.join(5)
         say(f"\ndemo done: streamed {sum(done.values()):,} events; alerts are on {topics.alerts}, "
             f"triggers on {topics.triggers}, dead letters on {topics.dead_letter}.")  # fmt: skip
-    return 0
+    return stopper.exit_code()

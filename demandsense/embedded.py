@@ -45,6 +45,7 @@ What Tansu 0.6 does differently from Apache Kafka (measured with confluent-kafka
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -115,6 +116,18 @@ def _port_open(port: int) -> bool:
     return True
 
 
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _in_child() -> None:
+    """In the child, before exec: no signal blocked (a signal mask outlives exec, and demandsense blocks SIGTERM
+    and SIGINT, see :mod:`demandsense.signals`); and the kernel kills it when our process dies (Linux)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _end(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
     """Send ``sig``, then SIGKILL if ``proc`` has not exited within ``timeout`` seconds."""
     if proc.poll() is not None:
@@ -173,7 +186,8 @@ class _Server(ABC):
         command = self._command()
         with self.log_path.open("ab") as log:
             try:
-                # A new session: a terminal's Ctrl-C reaches only our process, which then stops this one.
+                # A new session: a terminal's Ctrl-C reaches only our process, which then stops this one;
+                # and if our process dies without stopping it (SIGKILL), the kernel ends it too.
                 self._proc = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
@@ -182,6 +196,7 @@ class _Server(ABC):
                     cwd=self.workdir,
                     env=self._env(),
                     start_new_session=True,
+                    preexec_fn=_in_child,  # C calls only in the child: safe beside threads
                 )
             except OSError as exc:
                 raise ServiceUnavailable(f"{self.name} could not start {command[0]}: {exc}") from exc

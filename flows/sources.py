@@ -24,7 +24,7 @@ from bytewax.inputs import DynamicSource, FixedPartitionedSource, StatefulSource
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import ClusterMetadata
 
-from demandsense import metrics, server
+from demandsense import metrics, server, signals
 from demandsense.errors import ConfigError, ServiceUnavailable
 from demandsense.serde import parsed_schema
 from demandsense.settings import librdkafka_overrides
@@ -414,6 +414,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
         return ["kafka"] if self._reader else []
 
     def build_part(self, step_id: str, for_part: str, resume_state: dict[str, int] | None) -> _KafkaReader:
+        signals.STARTED.set()
         consumer = Consumer(self._config)
         try:
             meta = _metadata(consumer, self._config)
@@ -526,6 +527,7 @@ class ControlSource(DynamicSource[Control]):
         self._markers, self._wpp = markers, workers_per_process
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ControlPartition:
+        signals.STARTED.set()
         return _ControlPartition(self._markers, worker_index % self._wpp == 0)
 
 

@@ -8,6 +8,7 @@ every partition (aligned in event time) and the stores are spread over every wor
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -120,3 +121,21 @@ def test_sigterm_to_any_process_stops_the_cluster_cleanly(stream: Stream, tmp_pa
     paused.rest()
     _run_cluster([[*cmd, "--exit-at-end"] for cmd in cmds], logs)
     _assert_exactly_reference(s, outputs)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_process_still_waiting_for_its_peers(stream: Stream, tmp_path: Path, sig) -> None:
+    cmd = _cluster_args(stream, new_outputs(stream.bootstrap), tmp_path, 2)[0]  # process 1 never starts
+    log = tmp_path / "p0.log"
+    proc = start(cmd, log)
+    wait_for("the cluster wait", lambda: "once every process of the cluster" in log.read_text(), proc=proc, log=log)
+    time.sleep(0.5)  # inside Bytewax, waiting for process 1
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"{sig.name} did not end the waiting process: {log.read_text()[-2000:]}") from None
+    assert code == 128 + sig, log.read_text()[-2000:]
+    assert f"{sig.name} before the flow started" in log.read_text()
+    assert "panicked" not in log.read_text()

@@ -317,6 +317,24 @@ def test_sigterm_stops_cleanly_and_resumes_without_repeats(stream: Stream, tmp_p
     assert len(after.triggers) == len(set(after.triggers))
 
 
+def test_ctrl_c_stops_cleanly_with_exit_130(stream: Stream, tmp_path: Path) -> None:
+    paused = paused_copy(stream)
+    s, outputs, port, log = paused.stream, new_outputs(stream.bootstrap), free_port(), tmp_path / "run.log"
+    proc = start([*run_args(s, outputs, "--metrics-port", str(port))], log)
+    wait_processed(port, paused.first, proc, log)
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"Ctrl-C did not stop the run: {log.read_text()[-3000:]}") from None
+    text = log.read_text()
+    assert code == 130, text[-3000:]
+    assert "SIGINT: stopping input" in text and "flow stopped" in text
+    assert "panicked" not in text and "Traceback" not in text
+    assert read_outputs(s.bootstrap, outputs).alerts, "what was emitted before the stop was delivered"
+
+
 def test_readyz_after_consuming_and_healthz_live(stream: Stream, tmp_path: Path) -> None:
     from urllib.error import HTTPError
     from urllib.request import urlopen
