@@ -11,6 +11,10 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -352,7 +356,8 @@ def _replay(args: argparse.Namespace) -> int:
     settings = FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url))
     check(settings)
     flow = build_flow(settings)
-    cli_main(flow, workers_per_process=1)
+    with _progress(sys.stderr.isatty()):
+        cli_main(flow, workers_per_process=1)
     counts = {p.name: sum(1 for _ in p.open("rb")) for p in outs}
     summary = ", ".join(f"{n} lines in {name}" for name, n in counts.items())
     totals = _totals()
@@ -363,6 +368,35 @@ def _replay(args: argparse.Namespace) -> int:
         summary += f"; {duplicates} duplicate records dropped"
     print(summary, file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[None]:
+    """While the block runs, a self-updating stderr line of the records and outputs so far, once a second."""
+    if not enabled:
+        yield
+        return
+    done, t0 = threading.Event(), time.perf_counter()
+
+    def show() -> None:
+        while not done.wait(1.0):
+            t = _totals()
+            rate = t["events_in"] / (time.perf_counter() - t0)
+            sys.stderr.write(
+                f"\r{t['events_in']:,} records ({rate:,.0f}/s): {t['alerts_out']:,} alerts, "
+                f"{t['triggers_out']:,} triggers, {t['dead_letters']:,} dead letters "
+            )
+            sys.stderr.flush()
+
+    ticker = threading.Thread(target=show, name="progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        if time.perf_counter() - t0 >= 1.0:
+            sys.stderr.write("\n")
 
 
 def _distinct_files(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:

@@ -1096,8 +1096,9 @@ def write_files(sim: Simulation, out_dir: Path, *, progress: bool | None = None)
     return paths
 
 
-def _producer(bootstrap_servers: str, extra: dict[str, Any] | None, on_delivery: Any) -> Any:
-    """A throughput-tuned producer, with lz4 when this librdkafka build has it."""
+def _producer(bootstrap_servers: str, on_delivery: Any) -> Any:
+    """A throughput-tuned producer, with lz4 when this librdkafka build has it; a message not acknowledged
+    within 60 s fails (librdkafka's default is 5 min: too long for someone waiting on a simulation)."""
     from confluent_kafka import KafkaException, Producer
 
     conf: dict[str, Any] = {
@@ -1107,9 +1108,10 @@ def _producer(bootstrap_servers: str, extra: dict[str, Any] | None, on_delivery:
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "compression.type": "lz4",
+        "message.timeout.ms": 60_000,
         "on_delivery": on_delivery,
         "logger": log,
-    } | (extra or {})
+    }
     try:
         return Producer(conf)
     except KafkaException:
@@ -1123,14 +1125,13 @@ def produce(
     fmt: str = "avro",
     topics: dict[str, str] | None = None,
     progress: bool = False,
-    extra_config: dict | None = None,
 ) -> dict[str, int]:
     """Produce items, then sales and inventory (arrival order) to Kafka; messages per topic.
 
     Keys are ``store_id:sku``; values Confluent Avro (``fmt="avro"``) or JSON. ``topics`` overrides
     :data:`DEFAULT_TOPICS` by stream name (``sales``, ``inventory``, ``items``). A progress line is
     shown when ``progress`` or stderr is a TTY. Raises :class:`ServiceUnavailable` when the broker
-    does not answer and :class:`RuntimeError` when any message was not delivered.
+    does not answer, or stops acknowledging (a message undelivered within 60 s ends the run).
     """
     from confluent_kafka import KafkaException
 
@@ -1138,10 +1139,17 @@ def produce(
 
     def delivered(err: Any, msg: Any) -> None:
         if err is not None:
-            failures.append(f"{msg.topic()}: {err}")
+            failures.append(f"{msg.topic()}: {err.str()}")
+
+    def undelivered(remaining: int = 0) -> ServiceUnavailable:
+        first = "; ".join(dict.fromkeys(failures[:100]))
+        return ServiceUnavailable(
+            f"Kafka at {bootstrap_servers} did not take every message: {len(failures)} failed"
+            f"{f' and {remaining} were still queued' if remaining else ''} ({first or 'flush timed out'})"
+        )
 
     names = DEFAULT_TOPICS | (topics or {})
-    producer = _producer(bootstrap_servers, extra_config, delivered)
+    producer = _producer(bootstrap_servers, delivered)
     try:
         producer.list_topics(timeout=5)
     except KafkaException as exc:
@@ -1164,8 +1172,10 @@ def produce(
                 try:
                     producer.produce(topic, value, key, timestamp=when)
                     break
-                except BufferError:
+                except BufferError:  # the queue is full: wait for acknowledgements
                     producer.poll(0.05)
+                    if failures:
+                        raise undelivered() from None
             n += 1
             if n % 10_000 == 0:
                 producer.poll(0)
@@ -1175,8 +1185,5 @@ def produce(
     remaining = producer.flush(60)
     bar.close()
     if failures or remaining:
-        raise RuntimeError(
-            f"{len(failures)} messages failed and {remaining} were undelivered to {bootstrap_servers}; "
-            f"first: {failures[:3]}"
-        )
+        raise undelivered(remaining)
     return counts

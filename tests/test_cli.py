@@ -243,3 +243,19 @@ def test_replay_with_views_needs_redis_to_answer(tmp_path: Path) -> None:
     run = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl",
                "--redis-url", f"redis://127.0.0.1:{free_port()}/0")  # fmt: skip
     _one_clear_line(run, "Redis at 127.0.0.1:", "did not answer")
+
+
+def test_replay_progress_updates_one_line_while_it_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from demandsense.cli import _progress
+
+    with _progress(False):
+        time.sleep(1.2)
+    assert capsys.readouterr().err == ""
+    with _progress(True):
+        time.sleep(1.5)
+    err = capsys.readouterr().err
+    lines = err.split("\r")[1:]
+    assert lines and all(" records (" in line and " dead letters " in line for line in lines), err
+    assert err.endswith("\n")
