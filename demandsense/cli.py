@@ -640,9 +640,17 @@ def _redis_client(args: argparse.Namespace):
 
 def _top(args: argparse.Namespace) -> int:
     from state.report import format_top
-    from state.views import top
+    from state.views import known_stores, top
 
-    print(format_top(top(_redis_client(args), store=args.store, n=args.n)))
+    client = _redis_client(args)
+    rows = top(client, store=args.store, n=args.n)
+    stores = [] if rows else known_stores(client)
+    if not rows and not stores:
+        print("No live views in Redis yet: `demandsense run --redis-url URL` writes them.")
+    elif not rows and args.store not in (None, *stores):
+        print(f"No store {args.store} in the live views; stores: {', '.join(stores[:20])}{' ...' * (len(stores) > 20)}")
+    else:
+        print(format_top(rows))
     return 0
 
 
@@ -660,16 +668,15 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    import time
-
     from state.web import serve
 
     client = _redis_client(args)
     try:
-        serve(client, host=args.host, port=args.port)
+        server = serve(client, host=args.host, port=args.port)
     except OSError as exc:
         raise DemandsenseError(f"cannot serve the live view on {args.host}:{args.port}: {exc.strerror}") from exc
-    print(f"live view on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    host, port = server.server_address[:2]
+    print(f"live view on http://{host}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
     while True:
         time.sleep(3600)
 

@@ -441,12 +441,17 @@ def _numbers(raw: Mapping[Any, Any]) -> dict[str, Any]:
     return out
 
 
+def known_stores(client: redis.Redis, *, prefix: str = "ds") -> list[str]:
+    """The ids of the stores with live views, sorted."""
+    return sorted(_str(s) for s in client.smembers(Keys(prefix).stores))
+
+
 def top(client: redis.Redis, store: str | None = None, n: int = 20, *, prefix: str = "ds") -> list[dict[str, Any]]:
     """The ``n`` riskiest items of one store, or of all stores merged; highest risk first."""
     if n <= 0:
         return []
     k = Keys(prefix)
-    stores = [store] if store is not None else sorted(_str(s) for s in client.smembers(k.stores))
+    stores = [store] if store is not None else known_stores(client, prefix=prefix)
     pipe = client.pipeline(transaction=False)
     for s in stores:
         pipe.zrevrange(k.risk(s), 0, n - 1, withscores=True)

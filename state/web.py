@@ -39,7 +39,6 @@ def serve(client: redis.Redis, host: str = "127.0.0.1", port: int = 8050, *, pre
     """Start the server in a daemon thread; ``port=0`` picks a free port. Stop it with ``.shutdown()``."""
     server = ViewServer((host, port), client=client, prefix=prefix)
     threading.Thread(target=server.serve_forever, name="demandsense-web", daemon=True).start()
-    log.info("Live views on http://%s:%d/", *server.server_address[:2])
     return server
 
 

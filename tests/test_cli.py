@@ -259,3 +259,26 @@ def test_replay_progress_updates_one_line_while_it_runs(capsys: pytest.CaptureFi
     lines = err.split("\r")[1:]
     assert lines and all(" records (" in line and " dead letters " in line for line in lines), err
     assert err.endswith("\n")
+
+
+def test_top_says_when_redis_holds_no_views_or_not_that_store(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from urllib.parse import urlsplit
+
+    from demandsense.cli import main
+    from state.views import RedisViews, connect
+    from tests.state.test_views import FakeClock, make_view
+
+    # a database of its own: other tests write views under the same prefix
+    url = urlsplit(redis_url)._replace(path="/13").geturl()
+    client = connect(url)
+    client.flushdb()
+    assert main(["top", "--redis-url", url]) == 0
+    assert "No live views in Redis yet" in capsys.readouterr().out
+    assert RedisViews(client=client, clock=FakeClock()).write([make_view("S001", "C03-000123", risk=87.0)], [])
+    assert main(["top", "--redis-url", url, "--store", "S404"]) == 0
+    assert "No store S404 in the live views; stores: S001" in capsys.readouterr().out
+    assert main(["top", "--redis-url", url]) == 0
+    assert "C03-000123" in capsys.readouterr().out
+    client.flushdb()

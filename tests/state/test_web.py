@@ -135,3 +135,16 @@ def test_view_on_a_port_in_use_is_one_line(
     assert run.stderr.strip().splitlines()[-1] == (
         f"demandsense view: error: cannot serve the live view on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_view_on_any_free_port_prints_the_port_it_took(redis_url: str) -> None:
+    cmd = [sys.executable, "-m", "demandsense.cli", "view", "--redis-url", redis_url, "--port", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stderr.readline()
+        url = re.match(r"live view on (http://127\.0\.0\.1:(\d+)/) ", line)
+        assert url and url[2] != "0", line
+        assert urlopen(url[1], timeout=5).status == 200
+    finally:
+        proc.kill()
+        proc.wait()
