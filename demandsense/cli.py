@@ -457,11 +457,14 @@ def _run(args: argparse.Namespace) -> int:
         io, load_policy(args.policy), _redis_args(args.redis_url), args.print_alerts,
         recovery=args.recovery_dir is not None,
     )  # fmt: skip
-    check(settings)
-    flow = build_flow(settings)
     recovery = None
     if args.recovery_dir is not None:
         recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))
+    if args.workers > (cpus := os.cpu_count() or 1):
+        log.warning("--workers %d is more than the %d CPUs here: workers are threads that poll, so the "
+                    "extra ones slow the flow down", args.workers, cpus)  # fmt: skip
+    check(settings)
+    flow = build_flow(settings)
     if args.metrics_port:
         try:
             server.serve(args.metrics_port)
@@ -561,6 +564,8 @@ def _init_recovery(path: Path, process_id: int = 0, processes: int = 1, workers:
     """
     from bytewax.recovery import init_db_dir
 
+    if path.exists() and not path.is_dir():
+        raise DemandsenseError(f"--recovery-dir {path} is a file: give a directory")
     path.mkdir(parents=True, exist_ok=True)
     with (path / ".init.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing one directory start at once

@@ -282,3 +282,9 @@ def test_top_says_when_redis_holds_no_views_or_not_that_store(
     assert main(["top", "--redis-url", url]) == 0
     assert "C03-000123" in capsys.readouterr().out
     client.flushdb()
+
+
+def test_a_recovery_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("")
+    run = _cli("run", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--recovery-dir", tmp_path / "state")
+    _one_clear_line(run, "--recovery-dir", "is a file")
