@@ -103,11 +103,11 @@ def finish(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> No
     assert code == 0, f"run exited {code}: {log.read_text()[-3000:]}"
 
 
-def read_outputs(bootstrap: str, outputs: dict[str, str]) -> Outputs:
-    """Every message of a run's output topics."""
+def read_outputs(bootstrap: str, outputs: dict[str, str], *, any_id: bool = False) -> Outputs:
+    """Every message of a run's output topics (framed with demandsense's own schema ids, or ``any_id``)."""
     got = {}
     for k, kind in OUTPUT_KINDS.items():
-        codec = AvroCodec(kind)
+        codec = AvroCodec(kind, any_id=any_id)
         got[k] = [codec.decode(m.value()) for m in consume_all(bootstrap, outputs[k], 1, timeout=30)]
     return Outputs(
         [a["alert_id"] for a in got["alerts"]],
