@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import threading
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from demandsense import logs
 from demandsense.errors import DemandsenseError, ServiceUnavailable
@@ -139,8 +141,20 @@ def _add_topics(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, default=env(f"{name.upper()}_TOPIC", getattr(defaults, name)), help="(%(default)s)")
 
 
+def _redis_url(text: str) -> str:
+    """A Redis URL (not echoed in the error: it may hold a password)."""
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise argparse.ArgumentTypeError("must start with redis://, rediss:// or unix:// (e.g. redis://host:6379/0)")
+    return text
+
+
 def _add_redis(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis-url", default=env("REDIS_URL"), help="Redis for live views (env DEMANDSENSE_REDIS_URL)")
+    p.add_argument(
+        "--redis-url",
+        type=_redis_url,
+        default=env("REDIS_URL"),
+        help="Redis for live views (env DEMANDSENSE_REDIS_URL)",
+    )
 
 
 def _redis_args(url: str | None) -> dict | None:
@@ -310,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:
+        if any(isinstance(c, BrokenPipeError) for c in _causes(exc)):
+            # the reader of our output left (`| head`): stop quietly, as a Unix tool killed by SIGPIPE does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
         error = user_error(exc)
         if error is None:
             raise
@@ -319,22 +337,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def user_error(exc: BaseException) -> str | None:
-    """What the user can act on behind ``exc`` (itself or a cause: Bytewax wraps a dataflow's errors): an
-    error demandsense raised on purpose, or a file or directory that could not be used; None for a bug."""
-    from bytewax.recovery import InconsistentPartitionsError, MissingPartitionsError, NoPartitionsError
-
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it (Bytewax wraps a dataflow's errors)."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
+        yield cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+
+
+def user_error(exc: BaseException) -> str | None:
+    """What the user can act on behind ``exc`` or a cause: an error demandsense raised on purpose, or a file or
+    directory that could not be used; None for a bug."""
+    from bytewax.recovery import InconsistentPartitionsError, MissingPartitionsError, NoPartitionsError
+
+    for cause in _causes(exc):
         if isinstance(cause, DemandsenseError):
             return str(cause)
         if isinstance(cause, MissingPartitionsError | InconsistentPartitionsError | NoPartitionsError):
             return f"--recovery-dir: {cause} (docs/operations.md, Recovery and scaling)"
         if isinstance(cause, OSError) and cause.filename is not None:
             return f"{cause.filename}: {cause.strerror}"
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
     return None
 
 

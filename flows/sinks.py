@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from demandsense import metrics
 from demandsense.errors import ConfigError
 from demandsense.serde import JsonCodec, iso_from_ms, make_codec
 from demandsense.settings import delivery_retries, librdkafka_overrides
+from flows.sources import request_stop
 from operators.events import Alert, DeadLetter, Trigger, key_on
 
 log = logging.getLogger("demandsense.sinks")
@@ -260,12 +262,20 @@ def format_alert(a: Alert) -> str:
 
 class _ConsolePartition(StatelessSinkPartition[Alert]):
     def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+        self._stream: TextIO | None = stream
 
     def write_batch(self, items: list[Alert]) -> None:
-        for a in sorted(items, key=lambda a: -a.priority):
-            print(format_alert(a), file=self._stream)
-        self._stream.flush()
+        if self._stream is None:
+            return
+        try:
+            for a in sorted(items, key=lambda a: -a.priority):
+                print(format_alert(a), file=self._stream)
+            self._stream.flush()
+        except BrokenPipeError:  # the reader left (`| head`): stop the flow cleanly, as SIGPIPE stops a Unix tool
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())  # so the exit flush cannot fail
+            self._stream = None
+            log.info("alerts' reader closed the pipe: stopping")
+            request_stop()
 
 
 class ConsoleSink(DynamicSink[Alert]):

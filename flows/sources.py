@@ -32,7 +32,8 @@ from demandsense.settings import librdkafka_overrides
 log = logging.getLogger("demandsense.sources")
 
 STOP = threading.Event()
-"""Set by SIGTERM (or by a stop marker from another process): sources end, the flow finishes cleanly."""
+"""Set by a signal, a closed alerts pipe or a stop marker from another process: sources end, the flow finishes
+cleanly."""
 DONE = threading.Event()
 """Set when every Kafka input partition reached its end (``--exit-at-end``, the demo's duration)."""
 

@@ -39,6 +39,7 @@ def _one_clear_line(run: subprocess.CompletedProcess[str], *words: str) -> None:
         (("run", "--bootstrap-servers", "h:1", "--format", "xml"), ("--format", "xml")),
         (("frobnicate",), ("invalid choice", "frobnicate")),
         (("top",), ("--redis-url",)),
+        (("top", "--redis-url", "localhost:6379"), ("--redis-url", "must start with redis://")),
         (("tail", "--bootstrap-servers", "h:1", "--topic", "t", "--record-type", "Nope"), ("--record-type", "Nope")),
     ],
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +70,18 @@ def test_record_type_is_told_by_the_topic_name() -> None:
     assert record_type_of("retail.sales.v1") == "Sale"
     with pytest.raises(DemandsenseError):
         record_type_of("mystery")
+
+
+def test_tail_into_a_closed_pipe_stops_quietly(kafka_bootstrap, topic_factory, request) -> None:
+    """`demandsense tail | head -1`: the exit of a tool killed by SIGPIPE (141), no traceback."""
+    topic = topic_factory() + "-alerts"
+    create_topics(kafka_bootstrap, [topic])
+    request.addfinalizer(lambda: delete_topics(kafka_bootstrap, [topic]))
+    codec = make_codec("avro", "Alert")
+    produce(kafka_bootstrap, topic, [(b"S1:X", codec.encode(ALERT | {"alert_id": f"a{i}"}), None) for i in range(5000)])
+    cmd = [sys.executable, "-m", "demandsense.cli", "tail", "--bootstrap-servers", kafka_bootstrap, "--topic", topic]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["alert_id"] == "a0"
+    proc.stdout.close()  # 5,000 lines overflow the pipe: tail writes into a closed pipe
+    assert proc.wait(60) == 141
+    assert b"Traceback" not in proc.stderr.read()
