@@ -15,9 +15,10 @@ from typing import TextIO
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from demandsense.errors import ConfigError, DemandsenseError, ServiceUnavailable
-from demandsense.serde import RECORD_TYPES, AvroCodec, JsonCodec, make_codec
+from demandsense.errors import DemandsenseError
+from demandsense.serde import MAGIC, RECORD_TYPES, AvroCodec, JsonCodec, make_codec
 from demandsense.settings import kafka_config_from_env, librdkafka_overrides
+from flows.sources import kafka_metadata
 
 TOPIC_TYPES = {
     "alerts": "Alert",
@@ -56,18 +57,12 @@ def tail(
     codec = AvroCodec(name, any_id=True) if fmt == "avro" else make_codec(fmt, name)
     json_out = JsonCodec()
     config = kafka_config_from_env(bootstrap_servers, group_id=f"demandsense-tail-{uuid.uuid4().hex[:8]}")
-    try:
-        consumer = Consumer(
-            {**config, "enable.auto.commit": False, "enable.partition.eof": True, **librdkafka_overrides("CONSUMER")}
-        )
-    except KafkaException as exc:
-        raise ConfigError(f"Kafka consumer settings: {exc.args[0].str()}") from exc
-    try:
-        meta = consumer.list_topics(topic, timeout=5)
-    except KafkaException as exc:
-        raise ServiceUnavailable(f"Kafka at {bootstrap_servers} did not answer: {exc}") from exc
+    meta = kafka_metadata(config)  # one clear error when Kafka does not answer or refuses the settings
     if topic not in meta.topics or meta.topics[topic].error is not None:
         raise DemandsenseError(f"topic {topic} does not exist on {bootstrap_servers}")
+    consumer = Consumer(
+        {**config, "enable.auto.commit": False, "enable.partition.eof": True, **librdkafka_overrides("CONSUMER")}
+    )
     start = -2 if from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
     parts = sorted(meta.topics[topic].partitions)
     consumer.assign([TopicPartition(topic, p, start) for p in parts])
@@ -89,10 +84,19 @@ def tail(
             try:
                 line = json_out.encode(codec.decode(msg.value() or b""))
             except DemandsenseError as exc:
-                line = orjson.dumps({"undecodable": str(exc), "offset": msg.offset()})
+                line = orjson.dumps({"undecodable": _why(exc, msg.value() or b"", fmt), "offset": msg.offset()})
             out.write(line.decode() + "\n")
             printed += 1
         out.flush()
     finally:
         consumer.close()
     return printed
+
+
+def _why(exc: DemandsenseError, value: bytes, fmt: str) -> str:
+    """Why a value could not be read, with a hint when it looks like the other format."""
+    if fmt == "json" and value[:1] == bytes([MAGIC]):
+        return f"{exc} (a Confluent Avro frame: try --format avro)"
+    if fmt == "avro" and value[:1] == b"{":
+        return f"{exc} (JSON: try --format json)"
+    return str(exc)

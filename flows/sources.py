@@ -441,6 +441,26 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
         return _KafkaReader(consumer, readers, self._deadline, self._markers, alignment)
 
 
+def kafka_metadata(config: dict) -> ClusterMetadata:
+    """The cluster's metadata, through a consumer of ``config`` (and ``DEMANDSENSE_CONSUMER_*``) closed after:
+    :class:`ConfigError` for settings librdkafka refuses, :class:`ServiceUnavailable` with librdkafka's reason
+    (connection refused, TLS, SASL) unless Kafka answers within 10 s."""
+    failures = _Failures()
+    try:
+        consumer = Consumer({**consumer_config(config), "logger": failures})
+    except KafkaException as exc:
+        raise ConfigError(f"Kafka consumer settings: {exc.args[0].str()}") from exc
+    try:
+        return _metadata(consumer, config)
+    except ServiceUnavailable as exc:
+        consumer.poll(0)  # serves librdkafka's log lines, which say why
+        if failures.last is None:
+            raise
+        raise ServiceUnavailable(f"Kafka at {config.get('bootstrap.servers')} did not answer: {failures.last}") from exc
+    finally:
+        consumer.close()
+
+
 def check_kafka(config: dict, topics: dict[str, str]) -> set[str]:
     """Before the dataflow starts, so that the command line says it in one line (inside the dataflow, an error
     comes wrapped in a Bytewax panic): :class:`ServiceUnavailable` unless Kafka answers within 10 s,
@@ -448,21 +468,7 @@ def check_kafka(config: dict, topics: dict[str, str]) -> set[str]:
     nothing). A missing inventory or item-params topic (``topics``: kind -> topic) is logged: it is not read.
     Returns the names of the topics that exist.
     """
-    failures = _Failures()
-    try:
-        consumer = Consumer({**consumer_config(config), "logger": failures})
-    except KafkaException as exc:
-        raise ConfigError(f"Kafka consumer settings: {exc.args[0].str()}") from exc
-    servers = config.get("bootstrap.servers")
-    try:
-        meta = _metadata(consumer, config)
-    except ServiceUnavailable as exc:
-        consumer.poll(0)  # serves librdkafka's log lines, which say why (connection refused, TLS, SASL)
-        if failures.last is None:
-            raise
-        raise ServiceUnavailable(f"Kafka at {servers} did not answer: {failures.last}") from exc
-    finally:
-        consumer.close()
+    meta, servers = kafka_metadata(config), config.get("bootstrap.servers")
     if topics["Sale"] not in meta.topics:
         raise ConfigError(
             f"the sales topic {topics['Sale']} does not exist on {servers}: create it, or fix --sales-topic"

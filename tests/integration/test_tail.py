@@ -39,6 +39,21 @@ def test_tail_prints_published_alerts_as_json_lines(kafka_bootstrap, topic_facto
     assert rows[0]["event_time"] == "2026-03-02T08:00:56.073Z" and rows[0]["alert_type"] == "OUT_OF_STOCK"
 
 
+def test_tail_in_the_wrong_format_says_which_to_try(kafka_bootstrap, topic_factory, request) -> None:
+    topic = topic_factory() + "-alerts"
+    create_topics(kafka_bootstrap, [topic])
+    request.addfinalizer(lambda: delete_topics(kafka_bootstrap, [topic]))
+    produce(
+        kafka_bootstrap, topic, [(b"S1:X", make_codec(fmt, "Alert").encode(ALERT), None) for fmt in ("avro", "json")]
+    )
+    for fmt, hint in (("json", "try --format avro"), ("avro", "try --format json")):
+        out = io.StringIO()
+        assert tail(kafka_bootstrap, topic, fmt=fmt, out=out) == 2
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [r.get("alert_id") for r in rows].count("a1") == 1, rows
+        assert [hint in r.get("undecodable", "") for r in rows].count(True) == 1, rows
+
+
 def test_tail_reads_frames_with_a_schema_registry_id(kafka_bootstrap, topic_factory, request) -> None:
     """demandsense writes a registry's id in the frame when given --schema-registry-url: the same schema."""
     topic = topic_factory() + "-alerts"
