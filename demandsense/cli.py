@@ -110,6 +110,8 @@ def _non_empty(text: str) -> str:
 
 def _existing_file(text: str) -> Path:
     p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory: give a file")
     if not p.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     return p
@@ -373,12 +375,12 @@ def _replay(args: argparse.Namespace) -> int:
                              "--dead-letter-out": args.dead_letter_out})  # fmt: skip
     if args.redis_url:  # a replay ends: views it could not write would not catch up later
         _redis_client(args)
-    for p in outs:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"")
     io = FileIO(args.sales, args.alerts_out, args.inventory, args.items, args.triggers_out, args.dead_letter_out)
     settings = FlowSettings(io, load_policy(args.policy), _redis_args(args.redis_url))
     check(settings)
+    for p in outs:  # emptied only once the inputs and the policy are known good
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
     flow = build_flow(settings)
     with _progress(sys.stderr.isatty()):
         cli_main(flow, workers_per_process=1)
@@ -484,9 +486,9 @@ def _run(args: argparse.Namespace) -> int:
     recovery = None
     if args.recovery_dir is not None:
         recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))
-    if args.workers > (cpus := os.cpu_count() or 1):
-        log.warning("--workers %d is more than the %d CPUs here: workers are threads that poll, so the "
-                    "extra ones slow the flow down", args.workers, cpus)  # fmt: skip
+    if args.workers > (cpus := _usable_cpus()):
+        log.warning("--workers %d is more than the %d CPUs this process may use: workers are threads that poll, "
+                    "so the extra ones slow the flow down", args.workers, cpus)  # fmt: skip
     check(settings)
     flow = build_flow(settings)
     if args.metrics_port:
@@ -551,6 +553,11 @@ def _totals() -> dict[str, int | float]:
         if SPAN.records:
             totals.update(records_read=SPAN.records, read_s=round(SPAN.ended - SPAN.first, 3))
     return totals
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity on Linux: a container's cpuset, taskset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _recovery_partitions(path: Path) -> dict[int, int]:

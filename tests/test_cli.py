@@ -35,6 +35,7 @@ def _one_clear_line(run: subprocess.CompletedProcess[str], *words: str) -> None:
         (("simulate",), ("--out", "--bootstrap-servers")),
         (("replay", "--sales", "no-such.jsonl", "--alerts-out", "a.jsonl"), ("no such file", "no-such.jsonl")),
         (("replay", "--alerts-out", "a.jsonl"), ("--sales",)),
+        (("replay", "--sales", ".", "--alerts-out", "a.jsonl"), ("--sales", "is a directory")),
         (("run",), ("--bootstrap-servers",)),
         (("run", "--bootstrap-servers", "h:1", "--format", "xml"), ("--format", "xml")),
         (("frobnicate",), ("invalid choice", "frobnicate")),
@@ -51,8 +52,10 @@ def test_a_bad_policy_file_is_named_with_the_offending_key(tmp_path: Path) -> No
     (tmp_path / "s.jsonl").write_text("")
     policy = tmp_path / "policy.toml"
     policy.write_text("[items]\nservice_level = 1.5\n")
+    (tmp_path / "a.jsonl").write_text('{"alert_id": "from the last replay"}\n')
     run = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl", "--policy", policy)
     _one_clear_line(run, "policy.toml", "service_level")
+    assert "from the last replay" in (tmp_path / "a.jsonl").read_text(), "outputs are kept when the replay cannot start"
 
 
 @pytest.mark.parametrize("command", [("simulate", "--stores", "1", "--skus", "5", "--days", "1"), ("run",), ("tail",)])
