@@ -1054,7 +1054,11 @@ class _Progress:
             self.stream.write(f"\r{label:<10} [{bar:<24}] {self.done:,}/{self.total:,} events  {rate:,.0f}/s ")
             self.stream.flush()
 
-    def close(self) -> None:
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """End the line, also when an error follows it."""
         if self.enabled:
             self.stream.write("\n")
             self.stream.flush()
@@ -1086,11 +1090,10 @@ def write_files(sim: Simulation, out_dir: Path, *, progress: bool | None = None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     streams = {"sales": sim.sales, "inventory": sim.inventory, "items": sim.items, "labels": sim.labels}
-    bar = _Progress(sum(map(len, streams.values())), progress)
     paths = {name: out_dir / f"{name}.jsonl" for name in streams}
-    for name, records in streams.items():
-        _write_jsonl(paths[name], iter(records), bar, name)
-    bar.close()
+    with _Progress(sum(map(len, streams.values())), progress) as bar:
+        for name, records in streams.items():
+            _write_jsonl(paths[name], iter(records), bar, name)
     paths["manifest"] = out_dir / "manifest.json"
     paths["manifest"].write_text(json.dumps(sim.manifest, indent=2) + "\n")
     return paths
@@ -1161,29 +1164,28 @@ def produce(
         ("sales", "Sale", sim.sales),
         ("inventory", "InventoryEvent", sim.inventory),
     )
-    bar = _Progress(sum(len(r) for _, _, r in streams), progress or None)
     counts: dict[str, int] = {}
-    for stream, schema, records in streams:
-        topic, codec, n = names[stream], make_codec(fmt, schema, topic=names[stream]), 0
-        for rec in records:
-            key, value = key_on(rec["store_id"], rec["sku"]).encode(), codec.encode(rec)
-            when = rec.get("event_time", 0)  # CreateTime = event time, so consumers can align topics
-            while True:
-                try:
-                    producer.produce(topic, value, key, timestamp=when)
-                    break
-                except BufferError:  # the queue is full: wait for acknowledgements
-                    producer.poll(0.05)
-                    if failures:
-                        raise undelivered() from None
-            n += 1
-            if n % 10_000 == 0:
-                producer.poll(0)
-                bar.add(10_000, stream)
-        bar.add(n % 10_000, stream)
-        counts[topic] = n
-    remaining = producer.flush(60)
-    bar.close()
+    with _Progress(sum(len(r) for _, _, r in streams), progress or None) as bar:
+        for stream, schema, records in streams:
+            topic, codec, n = names[stream], make_codec(fmt, schema, topic=names[stream]), 0
+            for rec in records:
+                key, value = key_on(rec["store_id"], rec["sku"]).encode(), codec.encode(rec)
+                when = rec.get("event_time", 0)  # CreateTime = event time, so consumers can align topics
+                while True:
+                    try:
+                        producer.produce(topic, value, key, timestamp=when)
+                        break
+                    except BufferError:  # the queue is full: wait for acknowledgements
+                        producer.poll(0.05)
+                        if failures:
+                            raise undelivered() from None
+                n += 1
+                if n % 10_000 == 0:
+                    producer.poll(0)
+                    bar.add(10_000, stream)
+            bar.add(n % 10_000, stream)
+            counts[topic] = n
+        remaining = producer.flush(60)
     if failures or remaining:
         raise undelivered(remaining)
     return counts
