@@ -6,6 +6,7 @@ The demo speaks JSON on its topics so that any plain consumer (kcat) can read th
 
 from __future__ import annotations
 
+import _thread
 import heapq
 import sys
 import threading
@@ -68,7 +69,8 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
     from flows.demand import FlowSettings, KafkaIO, Topics, ViewsPace, build_flow
     from flows.sources import request_stop
 
-    stopper = Stopper(request_stop)  # Ctrl-C or SIGTERM ends the demo cleanly, its broker and Redis too
+    # Ctrl-C or SIGTERM ends the demo cleanly, its broker and Redis too (before the flow: as a KeyboardInterrupt)
+    stopper = Stopper(request_stop, early=_thread.interrupt_main)
     topics = Topics()
     inputs = topics.inputs()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

@@ -59,6 +59,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -120,12 +121,15 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
-def _in_child() -> None:
+def _in_child(parent: int) -> None:
     """In the child, before exec: no signal blocked (a signal mask outlives exec, and demandsense blocks SIGTERM
-    and SIGINT, see :mod:`demandsense.signals`); and the kernel kills it when our process dies (Linux)."""
+    and SIGINT, see :mod:`demandsense.signals`); and, on Linux, killed by the kernel when the thread that started
+    it ends (start servers from the main thread), or at once if ``parent`` already died."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def _end(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
@@ -196,7 +200,9 @@ class _Server(ABC):
                     cwd=self.workdir,
                     env=self._env(),
                     start_new_session=True,
-                    preexec_fn=_in_child,  # C calls only in the child: safe beside threads
+                    # Python in the forked child: Python's docs warn of deadlocks beside threads; it makes two
+                    # system calls, and glibc keeps malloc usable after fork
+                    preexec_fn=partial(_in_child, os.getpid()),
                 )
             except OSError as exc:
                 raise ServiceUnavailable(f"{self.name} could not start {command[0]}: {exc}") from exc

@@ -21,13 +21,14 @@ STARTED = threading.Event()
 
 
 class Stopper:
-    """The first signal stops the flow through ``stop`` (or exits at once before it started); a second exits now.
+    """The first signal stops the flow through ``stop``; a second exits now. Before the flow started, the first
+    calls ``early`` (the demo: ``_thread.interrupt_main``, so that its embedded services stop), or exits at once.
 
     Install it before any other thread starts: threads inherit the blocked signals from the one that starts them.
     """
 
-    def __init__(self, stop: Callable[[], None]) -> None:
-        self._stop = stop
+    def __init__(self, stop: Callable[[], None], early: Callable[[], None] | None = None) -> None:
+        self._stop, self._early = stop, early
         self.received: signal.Signals | None = None
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         threading.Thread(target=self._wait, name="signals", daemon=True).start()
@@ -45,6 +46,9 @@ class Stopper:
             self.received = received
             if not STARTED.is_set():  # nothing read yet: nothing to finish
                 log.info("%s before the flow started: exiting", received.name)
-                os._exit(128 + received)
+                if self._early is None:
+                    os._exit(128 + received)
+                self._early()
+                continue
             log.info("%s: stopping input; finishing the epoch, flushing outputs, taking a snapshot", received.name)
             self._stop()
