@@ -26,6 +26,7 @@ from operators.detectors import confidence, cusum_down_quiet, cusum_on_event, cu
 from operators.events import COUNT_TYPES, HOUR_MS, InventoryEvent, ItemParams, Sale
 from operators.policy import Detection, ItemDefaults
 from operators.profile import StoreProfile
+from operators.replenish import n_units
 
 CLOSED_INTENSITY: Final = 0.1  # hours below a tenth of the week's mean intensity count as closed
 PROMO_MS: Final = 24 * HOUR_MS  # a promotion counts as running this long after its last promoted sale
@@ -559,7 +560,7 @@ class Look:
                 ("expected_sales_in_run", item.quiet),
                 ("p_value", math.exp(-item.quiet)),
                 ("threshold", self.h_phantom),
-                ("on_hand", float(book)),
+                ("on_hand", float(item.on_hand or 0)),
             ),
         )
 
@@ -590,8 +591,9 @@ class Look:
             self.obs_rate,
             0.0,
             self.day_rate * self.lead * self.price,
-            "Out of stock ({} on hand, {} reserved) while {:.1f} units/h are expected.",
-            (item.on_hand, item.reserved, self.day_rate),
+            "Out of stock ({} on hand, {} reserved) while {:.1f} units/h are expected at this hour and {:.0f} units "
+            "over the next day.",
+            (item.on_hand, item.reserved, self.exp_rate, self.day_rate * 24),
             (("on_hand", float(item.on_hand or 0)), ("in_transit", float(item.in_transit))),
         )
 
@@ -621,9 +623,9 @@ class Look:
             self.obs_rate,
             hts,
             max(mean_l - pos, self.day_rate) * self.price,
-            "{:.0%} chance of running out within the {:g} h lead time: {} units in position against {:.1f} expected"
+            "{:.0%} chance of running out within the {:g} h lead time: {} in position against {:.1f} expected"
             + ("." if hts is None else "; the shelf empties in about {:.1f} h."),
-            (p_out, self.lead, pos, mean_l) if hts is None else (p_out, self.lead, pos, mean_l, hts),
+            (p_out, self.lead, n_units(pos), mean_l) if hts is None else (p_out, self.lead, n_units(pos), mean_l, hts),
             (("position", float(pos)), ("lead_time_demand", mean_l), ("p_stockout", p_out)),
         )
 

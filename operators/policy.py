@@ -6,6 +6,8 @@ tables of the policy TOML (see ``docs/policy.example.toml``); unknown keys are e
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -41,16 +43,15 @@ class Detection:
     max_event_ids_per_store: int = 2_000_000  # dedup memory bound; the oldest ids go first
 
     def __post_init__(self) -> None:
-        _require(self.spike_ratio > 1, "detection.spike_ratio must be above 1")
-        _require(0 < self.drop_ratio < 1, "detection.drop_ratio must be between 0 and 1")
-        _require(0 < self.stockout_risk < 1, "detection.stockout_risk must be between 0 and 1")
-        _require(self.tick_minutes > 0, "detection.tick_minutes must be above 0")
-        _require(self.allowed_lateness_s >= 0, "detection.allowed_lateness_s must be 0 or more")
-        _require(self.memory_hours > 0, "detection.memory_hours must be above 0")
-        _above_zero(self, "detection", "stream_idle_s", "spike_threshold", "drop_threshold", "phantom_threshold",
-                    "phantom_false_alarms_per_day", "threshold_rate_per_day", "prior_change_odds", "promo_lift",
-                    "idle_hours", "max_items_per_store", "max_event_ids_per_store")  # fmt: skip
-        _not_negative(self, "detection", "dedup_horizon_s", "warmup_hours", "min_history_sales", "prior_weight_hours")
+        _check(self, "detection", "above 1", lambda v: v > 1, "spike_ratio")
+        _check(self, "detection", "between 0 and 1", lambda v: 0 < v < 1, "drop_ratio", "stockout_risk")
+        _check(self, "detection", "1 or more (a check a minute)", lambda v: v >= 1, "tick_minutes")
+        _above_zero(self, "detection", "memory_hours", "stream_idle_s", "spike_threshold",
+                    "drop_threshold", "phantom_threshold", "phantom_false_alarms_per_day", "threshold_rate_per_day",
+                    "prior_change_odds", "promo_lift", "idle_hours", "max_items_per_store",
+                    "max_event_ids_per_store")  # fmt: skip
+        _not_negative(self, "detection", "allowed_lateness_s", "dedup_horizon_s", "warmup_hours", "min_history_sales",
+                      "prior_weight_hours")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +68,15 @@ class ItemDefaults:
     cycle_hours: float = 24.0  # demand an order should cover beyond the lead time (review cycle)
 
     def __post_init__(self) -> None:
-        _require(0 < self.service_level < 1, "items.service_level must be between 0 and 1")
-        _require(self.pack_size >= 1, "items.pack_size must be 1 or more")
-        _require(0 < self.lead_time_hours <= MAX_LEAD_TIME_HOURS, "items.lead_time_hours must be in (0, 8784]")
-        _not_negative(self, "items", "cycle_hours")
-        _require(0 <= self.min_qty <= self.max_qty, "items.min_qty must be between 0 and items.max_qty")
-        _require(self.unit_price >= 0 and self.unit_cost >= 0, "items.unit_price and unit_cost must be 0 or more")
+        _check(self, "items", "between 0 and 1", lambda v: 0 < v < 1, "service_level")
+        _check(self, "items", "1 or more", lambda v: v >= 1, "pack_size")
+        _check(
+            self, "items", f"in (0, {MAX_LEAD_TIME_HOURS}]", lambda v: 0 < v <= MAX_LEAD_TIME_HOURS, "lead_time_hours"
+        )
+        _not_negative(self, "items", "unit_price", "unit_cost", "cycle_hours", "max_qty")
+        _check(
+            self, "items", f"between 0 and items.max_qty ({self.max_qty})", lambda v: 0 <= v <= self.max_qty, "min_qty"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +89,7 @@ class Governance:
     stale_hours: float = 168.0  # inventory not counted for this long: stale, use static min-max
 
     def __post_init__(self) -> None:
-        _require(self.max_auto_qty >= 0 and self.max_auto_value >= 0, "governance limits must be 0 or more")
-        _not_negative(self, "governance", "min_history_sales")
+        _not_negative(self, "governance", "max_auto_qty", "max_auto_value", "min_history_sales")
         _above_zero(self, "governance", "stale_hours")
 
 
@@ -114,6 +117,12 @@ class Policy:
     alerts: Alerting = field(default_factory=Alerting)
     max_quantity: int | None = None  # per-record quantity bound; larger records are dead letters
 
+    def __post_init__(self) -> None:
+        _require(
+            self.max_quantity is None or self.max_quantity >= 1,
+            f"max_quantity must be 1 or more, got {self.max_quantity}",
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
         """A policy from parsed TOML; raises ``ValueError`` naming an unknown or mistyped key."""
@@ -121,8 +130,8 @@ class Policy:
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             if name == "max_quantity":
-                kwargs[name] = int(value)
-                _require(kwargs[name] >= 1, "max_quantity must be 1 or more")
+                _require(_is_int(value), f"policy key max_quantity must be an integer, got {value!r}")
+                kwargs[name] = value
                 continue
             if name not in sections:
                 raise ValueError(f"unknown policy section [{name}]; expected one of {sorted(sections)}")
@@ -135,14 +144,24 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _above_zero(section: Any, name: str, *keys: str) -> None:
+def _check(section: Any, name: str, rule: str, ok: Callable[[float], bool], *keys: str) -> None:
+    """Refuse the first of ``keys`` that is not finite or fails ``ok``, naming it, its ``rule`` and its value."""
     for key in keys:
-        _require(getattr(section, key) > 0, f"{name}.{key} must be above 0")
+        value = getattr(section, key)
+        _require(math.isfinite(value) and ok(value), f"{name}.{key} must be {rule}, got {value!r}")
+
+
+def _above_zero(section: Any, name: str, *keys: str) -> None:
+    _check(section, name, "above 0", lambda v: v > 0, *keys)
 
 
 def _not_negative(section: Any, name: str, *keys: str) -> None:
-    for key in keys:
-        _require(getattr(section, key) >= 0, f"{name}.{key} must be 0 or more")
+    _check(section, name, "0 or more", lambda v: v >= 0, *keys)
+
+
+def _is_int(value: object) -> bool:
+    """An integer, not a bool (TOML's ``true`` is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _section(kind: type, name: str, values: dict[str, Any]) -> Any:
@@ -157,7 +176,10 @@ def _section(kind: type, name: str, values: dict[str, Any]) -> Any:
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ValueError(f"policy key {name}.{key} must be true or false, got {value!r}")
-        elif isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        elif isinstance(default, int):
+            if not _is_int(value):
+                raise ValueError(f"policy key {name}.{key} must be an integer, got {value!r}")
+        elif not (_is_int(value) or isinstance(value, float)):
             raise ValueError(f"policy key {name}.{key} must be a number, got {value!r}")
         out[key] = type(default)(value)
     return kind(**out)

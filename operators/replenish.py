@@ -25,6 +25,11 @@ class OrderPlan:
     fallback: bool
 
 
+def n_units(n: int) -> str:
+    """``n`` with its noun, for reasons: "1 unit", "5 units"."""
+    return f"{n} unit" if n == 1 else f"{n} units"
+
+
 def round_to_pack(units: float, pack_size: int) -> int:
     """Whole packs covering ``units`` (0 when nothing is needed)."""
     if units <= 0:
@@ -79,7 +84,7 @@ def govern(plan: OrderPlan, unit_cost: float, rules: Governance) -> tuple[str, s
     """AUTO_APPROVED within the quantity and value limits, NEEDS_REVIEW above them; with the reason."""
     value = plan.order_quantity * unit_cost
     if plan.order_quantity > rules.max_auto_qty:
-        return "NEEDS_REVIEW", f"{plan.order_quantity} units is over the auto-approval limit of {rules.max_auto_qty}"
+        return "NEEDS_REVIEW", f"{n_units(plan.order_quantity)} is over the auto-approval limit of {rules.max_auto_qty}"
     if value > rules.max_auto_value:
         return "NEEDS_REVIEW", f"order value {value:.2f} is over the auto-approval limit of {rules.max_auto_value:.2f}"
-    return "AUTO_APPROVED", f"{plan.order_quantity} units worth {value:.2f} is within policy limits"
+    return "AUTO_APPROVED", f"{n_units(plan.order_quantity)} worth {value:.2f} is within policy limits"

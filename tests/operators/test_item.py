@@ -324,6 +324,32 @@ def test_a_stockout_risk_ended_by_running_out_does_not_claim_the_position_recove
     assert all("covers the lead time" not in a.reason for a in at_out), [a.reason for a in at_out]
 
 
+# the figures each type's reason quotes, in order, and the fields (or evidence) that carry them
+QUOTED = {
+    "DEMAND_SPIKE": (r"Selling ([\d.]+) units/h against ([\d.]+) expected", ("observed_rate", "expected_rate")),
+    "DEMAND_DROP": (r"Selling ([\d.]+) units/h against ([\d.]+) expected", ("observed_rate", "expected_rate")),
+    "OUT_OF_STOCK": (r"while ([\d.]+) units/h are expected", ("expected_rate",)),
+    "STOCKOUT_RISK": (r"(\d+) units? in position against ([\d.]+) expected", ("position", "lead_time_demand")),
+    "PHANTOM_INVENTORY": (
+        r"while ([\d.]+) were expected and the books show (\d+) on hand",
+        ("expected_sales_in_run", "on_hand"),
+    ),
+}
+
+
+def test_reasons_quote_the_figures_of_their_fields(spike: Run, phantom: Run, drop: Run, stockout: Run) -> None:
+    """An OUT_OF_STOCK reason quoted the day's mean rate beside an ``expected_rate`` of this hour's."""
+    alerts = [a for run in (spike, phantom, drop, stockout) for a in run.alerts if a.status != "RESOLVED"]
+    assert {a.alert_type for a in alerts} == set(QUOTED)
+    for a in alerts:
+        pattern, names = QUOTED[a.alert_type]
+        quoted = re.search(pattern, a.reason)
+        assert quoted, a.reason
+        for figure, name in zip(quoted.groups(), names, strict=True):
+            value = getattr(a, name) if hasattr(a, name) else a.evidence[name]
+            assert float(figure) == pytest.approx(value, abs=0.051), (name, value, a.reason)
+
+
 def test_a_stationary_store_raises_no_demand_alerts() -> None:
     stream = store_stream(flat(10))
     run = feed(stream.ordered())[0]

@@ -117,6 +117,15 @@ def test_govern_auto_approves_within_limits() -> None:
     assert "within policy limits" in reason
 
 
+def test_govern_counts_units_in_good_english() -> None:
+    rules = Governance(max_auto_qty=0, max_auto_value=500.0)
+    assert govern(OrderPlan(1, 0, 1, ORDER_UP_TO, False), 3.4, Governance())[1] == (
+        "1 unit worth 3.40 is within policy limits"
+    )
+    assert govern(OrderPlan(1, 0, 1, ORDER_UP_TO, False), 3.4, rules)[1].startswith("1 unit is over")
+    assert govern(OrderPlan(2, 0, 2, ORDER_UP_TO, False), 3.4, Governance())[1].startswith("2 units worth 6.80")
+
+
 def test_govern_sends_over_quantity_orders_to_review() -> None:
     rules = Governance(max_auto_qty=100, max_auto_value=1e9)
     approval, reason = govern(OrderPlan(101, 10, 50, ORDER_UP_TO, False), 0.01, rules)
