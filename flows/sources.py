@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import orjson
@@ -588,12 +590,25 @@ def _avro_container(kind: str, path: Path) -> Iterator[tuple[float, RawRecord]]:
             for i, rec in enumerate(fastavro.reader(f, reader_schema=parsed_schema(kind)), start=1):
                 t = rec.get("event_time")
                 key = -1.0 if kind == "ItemParams" else t.timestamp() * 1000 if isinstance(t, datetime) else float(t)
-                yield key, (kind, str(path), -1, i, None, orjson.dumps(rec), 0)
+                yield key, (kind, str(path), -1, i, None, _json(rec), 0)
         except Exception as exc:  # fastavro raises many types; each means the file is unreadable from here
-            detail = str(exc) if len(str(exc)) < 200 else type(exc).__name__
             if isinstance(exc, fastavro.read.SchemaResolutionError):
-                detail = f"its records do not read as {kind} (avro/{kind}.avsc)"
-            raise ConfigError(f"{path}: Avro container unreadable after record {i}: {detail}") from exc
+                raise _unreadable(path, i, f"its records do not read as {kind} (avro/{kind}.avsc)") from exc
+            raise _unreadable(path, i, exc) from exc
+
+
+def _json(rec: dict[str, Any]) -> bytes:
+    """A decoded Avro record as JSON; a NaN or infinite double as its name, which validation refuses (JSON has no
+    such numbers: orjson would write null, and a missing value may take a default)."""
+    if any(isinstance(v, float) and not math.isfinite(v) for v in rec.values()):
+        rec = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in rec.items()}
+    return orjson.dumps(rec)
+
+
+def _unreadable(path: Path, after: int, why: object) -> ConfigError:
+    """The error for an Avro container that cannot be read past record ``after``."""
+    detail = str(why) if len(str(why)) < 200 else type(why).__name__
+    return ConfigError(f"{path}: Avro container unreadable after record {after}: {detail}")
 
 
 def merged_records(files: dict[str, Path]) -> Iterator[RawRecord]:
@@ -620,7 +635,7 @@ def check_files(files: dict[str, Path]) -> None:
                 for block in fastavro.block_reader(f):
                     read += block.num_records
             except Exception as exc:
-                raise ConfigError(f"{path}: Avro container unreadable after record {read}: {exc}") from exc
+                raise _unreadable(path, read, exc) from exc
 
 
 class _FilePartition(StatefulSourcePartition[Batch, int]):
