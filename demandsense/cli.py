@@ -130,8 +130,14 @@ def _add_kafka(p: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="HOST:PORT",
         help="Kafka brokers (env DEMANDSENSE_BOOTSTRAP_SERVERS)",
     )
-    p.add_argument("--format", type=_format, default=env("FORMAT", "avro"), help="avro, json (env DEMANDSENSE_FORMAT)")
-    p.add_argument("--schema-registry-url", default=env("SCHEMA_REGISTRY_URL"), help="Confluent Schema Registry")
+    p.add_argument(
+        "--format", type=_format, default=env("FORMAT", "avro"), help="avro or json (avro; env DEMANDSENSE_FORMAT)"
+    )
+    p.add_argument(
+        "--schema-registry-url",
+        default=env("SCHEMA_REGISTRY_URL"),
+        help="Confluent Schema Registry (env DEMANDSENSE_SCHEMA_REGISTRY_URL)",
+    )
 
 
 def _add_topics(p: argparse.ArgumentParser) -> None:
@@ -197,7 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=_at_most(3660, "ten years"), default=4.0, help="simulated days to stream (4)")
     demo.add_argument("--seed", type=_seed, default=7, help="simulator seed: the same seed, the same stream (7)")
 
-    run = sub.add_parser("run", help="the production job: Kafka in, alerts and triggers out")
+    run = sub.add_parser(
+        "run",
+        help="the production job: Kafka in, alerts and triggers out",
+        epilog="Every flag's default can also come from DEMANDSENSE_<FLAG> (DEMANDSENSE_SALES_TOPIC, "
+        "DEMANDSENSE_EXIT_AT_END=1, ...); Kafka security from DEMANDSENSE_KAFKA_* (README, The command line).",
+    )
     _add_kafka(run, required=True)
     _add_topics(run)
     _add_redis(run)
