@@ -376,9 +376,7 @@ def user_error(exc: BaseException) -> str | None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from bytewax.run import cli_main
-
-    from flows.demand import FileIO, FlowSettings, build_flow, check
+    from flows.demand import FileIO, FlowSettings, build_flow, check, run_flow
 
     outs = [p for p in (args.alerts_out, args.triggers_out, args.dead_letter_out) if p is not None]
     inputs = {"--sales": args.sales, "--inventory": args.inventory, "--items": args.items}
@@ -394,7 +392,7 @@ def _replay(args: argparse.Namespace) -> int:
         p.write_bytes(b"")
     flow = build_flow(settings)
     with _progress(sys.stderr.isatty()):
-        cli_main(flow, workers_per_process=1)
+        run_flow(flow, workers_per_process=1)
     counts = {p.name: sum(1 for _ in p.open("rb")) for p in outs}
     summary = ", ".join(f"{n} lines in {name}" for name, n in counts.items())
     totals = _totals()
@@ -470,13 +468,12 @@ def _cluster(args: argparse.Namespace) -> tuple[int, list[str] | None]:
 
 def _run(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
-    from bytewax.run import cli_main
 
     from demandsense import server
     from demandsense.cluster import await_lower_peers
     from demandsense.signals import Stopper
     from flows import sinks, sources
-    from flows.demand import FlowSettings, KafkaIO, Topics, build_flow, check
+    from flows.demand import FlowSettings, KafkaIO, Topics, build_flow, check, run_flow
 
     process_id, addresses = _cluster(args)
     stopper = Stopper(sources.request_stop)  # before any other thread starts (the checks' Kafka clients)
@@ -519,7 +516,7 @@ def _run(args: argparse.Namespace) -> int:
         log.info("the flow starts once every process of the cluster has connected: %s", ";".join(addresses))
     if addresses and process_id > 0:
         await_lower_peers(addresses, process_id)
-    cli_main(
+    run_flow(
         flow,
         workers_per_process=args.workers,
         process_id=process_id if addresses else None,

@@ -60,13 +60,11 @@ def _paced_produce(
 
 def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: int) -> int:
     """Start everything embedded, stream ``days`` of simulated retail over the run, print alerts."""
-    from bytewax.run import cli_main
-
     from demandsense import simulate
     from demandsense.embedded import Broker, RedisServer, create_topics
     from demandsense.settings import kafka_config
     from demandsense.signals import Stopper
-    from flows.demand import FlowSettings, KafkaIO, Topics, ViewsPace, build_flow
+    from flows.demand import FlowSettings, KafkaIO, Topics, ViewsPace, build_flow, run_flow
     from flows.sources import request_stop
 
     # Ctrl-C or SIGTERM ends the demo cleanly, its broker and Redis too (before the flow: as a KeyboardInterrupt)
@@ -100,7 +98,7 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
         settings = FlowSettings(io, redis={"url": redis_server.url}, print_alerts=True, views_pace=views)
         flow = build_flow(settings)
         try:
-            cli_main(flow, workers_per_process=1)
+            run_flow(flow, workers_per_process=1)
         finally:
             stop.set()
             producer.join(5)

@@ -14,18 +14,21 @@ import logging
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.run import cli_main
 
 from demandsense import metrics
 from demandsense.errors import ConfigError
 from demandsense.serde import Codec, JsonCodec, make_codec
-from demandsense.validate import read_event, read_records
+from demandsense.validate import dead_letter, read_event, read_records
 from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out, check_producer
 from flows.sources import (
@@ -34,7 +37,6 @@ from flows.sources import (
     PARTITION,
     SOURCE,
     TIMESTAMP,
-    VALUE,
     Batch,
     Control,
     ControlSource,
@@ -140,24 +142,37 @@ class FlowSettings:
 
 class DeadLetterLog:
     """Counts each dead letter in the metrics and logs it: the first of each stage and reason at once, then at
-    most one line per ``every_s`` for each, saying how many more there were and the latest's error."""
+    most one line per ``every_s`` for each, saying how many more there were and the latest's error; :meth:`flush`
+    logs the ones still untold when the flow ends. ``clock`` gives seconds (tests pass their own)."""
 
-    def __init__(self, every_s: float = 10.0) -> None:
-        self._every_s = every_s
+    def __init__(self, every_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s, self._clock = every_s, clock
         self._lock = threading.Lock()
-        self._since: dict[tuple[str, str], tuple[float, int]] = {}  # (stage, reason) -> (last logged, not logged)
+        # (stage, reason) -> (last logged, how many not logged since, the error of the latest of those)
+        self._since: dict[tuple[str, str], tuple[float, int, str]] = {}
 
     def count(self, d: DeadLetter) -> None:
         metrics.DEAD_LETTERS.labels(d.stage, d.reason).inc()
-        kind, now = (d.stage, d.reason), time.monotonic()
+        kind, now = (d.stage, d.reason), self._clock()
         with self._lock:
-            logged, waiting = self._since.get(kind, (-self._every_s, 0))
+            logged, waiting, _ = self._since.get(kind, (float("-inf"), 0, ""))
             if now - logged < self._every_s:
-                self._since[kind] = (logged, waiting + 1)
+                self._since[kind] = (logged, waiting + 1, d.error)
                 return
-            self._since[kind] = (now, 0)
+            self._since[kind] = (now, 0, "")
         more = f" ({waiting} more since the last line)" if waiting else ""
         log.warning("dead letter (%s, %s)%s: %s", d.stage, d.reason, more, d.error)
+
+    def flush(self) -> None:
+        """Log how many of each stage and reason were not logged since its last line, with the latest's error, and
+        start afresh (the next of each is logged at once)."""
+        with self._lock:
+            since, self._since = self._since, {}
+        for (stage, reason), (_, waiting, error) in since.items():
+            if waiting:
+                log.warning(
+                    "dead letter (%s, %s) (%d more since the last line, the last): %s", stage, reason, waiting, error
+                )
 
 
 DEAD_LOG = DeadLetterLog()
@@ -426,7 +441,8 @@ class SenseLogic(StatefulLogic[Delivery | Control, Sensed, bytes]):
 
 
 def as_read(late: list[DeadLetter], records: list[RawRecord]) -> list[DeadLetter]:
-    """Late dead letters with the key and bytes their records were read with (the store sees only events)."""
+    """Late dead letters with the key and bytes their records were read with (the store sees only events), bounded
+    like every dead letter (:func:`demandsense.validate.dead_letter`)."""
     read = {(r[SOURCE], r[PARTITION], r[OFFSET]): r for r in records}
     out = []
     for d in late:
@@ -434,8 +450,8 @@ def as_read(late: list[DeadLetter], records: list[RawRecord]) -> list[DeadLetter
         if r is None:
             out.append(d)
             continue
-        key = r[KEY].decode("utf-8", "replace") if r[KEY] is not None else None
-        out.append(DeadLetter(d.source_topic, d.partition, d.offset, key, r[VALUE] or b"", d.error, d.stage, d.reason))
+        _, source, partition, offset, key, value, _ = r
+        out.append(dead_letter(Origin(source, partition, offset), key, value or b"", d.error, d.stage, d.reason))
     return out
 
 
@@ -492,6 +508,14 @@ class ViewsSink(DynamicSink[Sensed]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ViewsPartition:
         return _ViewsPartition(self._args, self._flush_s)
+
+
+def run_flow(flow: Dataflow, **bytewax_args: Any) -> None:
+    """Run ``flow`` with Bytewax's ``cli_main`` and these arguments; then log the dead letters not logged yet."""
+    try:
+        cli_main(flow, **bytewax_args)
+    finally:
+        DEAD_LOG.flush()
 
 
 def build_flow(settings: FlowSettings) -> Dataflow:

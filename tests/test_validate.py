@@ -10,8 +10,10 @@ import pytest
 from demandsense.errors import ValidationError
 from demandsense.serde import AvroCodec, JsonCodec
 from demandsense.validate import (
+    MAX_ERROR,
     MAX_RAW,
     MAX_TEXT,
+    dead_letter,
     parse_time,
     read_event,
     read_records,
@@ -320,6 +322,35 @@ def test_a_dead_letter_keeps_the_first_bytes_of_a_large_record(value: bytes, max
     assert len(JsonCodec().encode(record)) < 1_000_000  # message.max.bytes by default
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("quantity", b'"' + b"9" * 900_000 + b'"', "wrong_type"),
+        ("unit_price", b"[" + b",".join([b'"' + b"9" * 1000 + b'"'] * 1000) + b"]", "wrong_type"),
+        ("quantity", b"[" * 1000 + b"]" * 1000, "wrong_type"),  # deeper than repr() goes
+        ("event_time", b'"2026-' + b"1" * 900_000 + b'"', "bad_time"),
+        ("channel", b'"' + b"X" * MAX_TEXT + b'"', "unknown_enum"),
+    ],
+)
+def test_an_error_quotes_a_huge_bad_value_briefly(field: str, value: bytes, reason: str) -> None:
+    """The raw bytes keep the value (the JSON text of ``field``); the error and the log line only name it."""
+    raw = JsonCodec().encode(sale(**{field: "?"})).replace(b'"?"', value)
+    d = dead(raw, max_bytes=2_000_000)
+    assert (d.stage, d.reason) == ("validate", reason)
+    assert len(d.error) < 300, d.error
+    record = {"source_topic": d.source_topic, "key": d.key, "raw": d.raw, "error": d.error, "failed_at": NOW}
+    assert len(JsonCodec().encode(record)) < 600_000  # well inside message.max.bytes (1 MB by default)
+
+
+def test_a_dead_letter_keeps_the_first_characters_of_a_long_error() -> None:
+    d = dead_letter(ORIGIN, b"S1:A", b"x" * (MAX_RAW + 1), "e" * 1_000_000, "late", "late")
+    note = f" (raw keeps the first {MAX_RAW:,} of its {MAX_RAW + 1:,} bytes)"
+    assert d.error == "e" * (MAX_ERROR - 3) + "..." + note and d.raw == b"x" * MAX_RAW
+    assert (d.source_topic, d.partition, d.offset, d.key, d.stage, d.reason) == (
+        "retail.sales.v1", 2, 41, "S1:A", "late", "late"
+    )  # fmt: skip
+
+
 def test_an_item_params_tombstone_drops_the_items_parameters() -> None:
     """On the compacted item-params topic a tombstone deletes the item's master data: the defaults apply again."""
     out = read_event("ItemParams", None, JsonCodec(), ORIGIN, key=b"S001:C03-000123", now_ms=NOW)
@@ -366,3 +397,34 @@ def test_read_records_reads_a_stores_batch_and_turns_the_rest_into_dead_letters(
     assert "does not name its item 'S002:C03-000123'" in dead[1].error and dead[1].key == "S001:C03-000123"
     assert "the key 'S001:C03-999' does not name its item 'S001:C03-000123'" in dead[2].error
     assert params == {"retail.item-params.v1": 1}
+
+
+@pytest.mark.parametrize(
+    ("key", "store", "accepted"),
+    [
+        (None, "S1", True),
+        (b"order-123", "S1", True),  # no colon: names no item, the value decides (as the router does)
+        (b"S1:X", "S1", True),
+        (b"S2:X", "S2", False),  # routed to S2 by its key
+        (b"S2:X", "S1", False),
+        (b"S1:Y", "S1", False),
+        (b"S1:X:1", "S1", False),
+    ],
+)
+def test_a_key_store_id_sku_must_name_the_records_item(key: bytes | None, store: str, accepted: bool) -> None:
+    json = JsonCodec()
+    records = [("Sale", "retail.sales.v1", 2, 41, key, json.encode(SALE | {"store_id": "S1", "sku": "X"}), T)]
+    events, dead, _ = read_records(records, {"Sale": json}, store, NOW)  # type: ignore[arg-type]
+    if accepted:
+        assert len(events) == 1 and dead == []
+    else:
+        assert events == [] and [(d.stage, d.reason) for d in dead] == [("validate", "key_mismatch")]
+        assert "does not name its item 'S1:X'" in dead[0].error
+
+
+def test_a_key_mismatch_quotes_a_huge_key_briefly() -> None:
+    json = JsonCodec()
+    key = b"S001:" + b"k" * 900_000
+    records = [("Sale", "retail.sales.v1", 2, 41, key, json.encode(SALE), T)]
+    _, (d,), _ = read_records(records, {"Sale": json}, "S001", NOW)  # type: ignore[arg-type]
+    assert d.reason == "key_mismatch" and len(d.error) < 300, d.error

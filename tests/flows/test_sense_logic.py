@@ -8,6 +8,7 @@ import time
 import pytest
 
 from demandsense.serde import JsonCodec
+from demandsense.validate import MAX_RAW
 from flows.demand import (
     CATCHING_UP_LAG_S,
     KINDS,
@@ -19,7 +20,7 @@ from flows.demand import (
     ViewsPace,
     _builder_for,
 )
-from flows.sources import OFFSET, RawRecord
+from flows.sources import OFFSET, VALUE, RawRecord
 from operators.events import DeadLetter, Event
 from operators.policy import Detection, Policy
 from operators.store import StoreState
@@ -138,17 +139,65 @@ def test_the_router_tracks_each_partitions_progress_over_every_store() -> None:
     assert first[0][1][3] == progress  # a copy, kept as sent
 
 
+MALFORMED = DeadLetter("sales", 0, 1, None, b"x", "Sale sales[0]@1: not JSON", "decode", "malformed")
+LATE = DeadLetter("sales", 0, 2, None, b"{}", "Sale sales[0]@2: 400 s behind the watermark", "late", "late")
+
+
 def test_dead_letters_are_logged_at_once_then_once_per_interval_each(caplog: pytest.LogCaptureFixture) -> None:
-    dead_log = DeadLetterLog(every_s=0.2)
-    malformed = DeadLetter("sales", 0, 1, None, b"x", "Sale sales[0]@1: not JSON", "decode", "malformed")
-    late = DeadLetter("sales", 0, 2, None, b"{}", "Sale sales[0]@2: 400 s behind the watermark", "late", "late")
+    now = [100.0]
+    dead_log = DeadLetterLog(every_s=10.0, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="demandsense.flow"):
-        for d in (malformed, malformed, late, malformed):
+        for d in (MALFORMED, MALFORMED, LATE, MALFORMED):
             dead_log.count(d)
-        time.sleep(0.25)  # the interval passes: the next malformed one is logged with the count of the others
-        dead_log.count(malformed)
+        now[0] += 9.9  # within the interval: counted, not logged
+        dead_log.count(MALFORMED)
+        now[0] += 0.1  # the interval passed: the next malformed one is logged with the count of the others
+        dead_log.count(MALFORMED)
     assert [r.getMessage() for r in caplog.records] == [
         "dead letter (decode, malformed): Sale sales[0]@1: not JSON",
         "dead letter (late, late): Sale sales[0]@2: 400 s behind the watermark",
-        "dead letter (decode, malformed) (2 more since the last line): Sale sales[0]@1: not JSON",
+        "dead letter (decode, malformed) (3 more since the last line): Sale sales[0]@1: not JSON",
     ]
+
+
+def test_flush_logs_the_dead_letters_not_logged_yet_and_starts_afresh(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    dead_log = DeadLetterLog(every_s=10.0, clock=lambda: now[0])
+    other = DeadLetter("sales", 0, 3, None, b"y", "Sale sales[0]@3: not JSON either", "decode", "malformed")
+    with caplog.at_level(logging.WARNING, logger="demandsense.flow"):
+        for d in (MALFORMED, MALFORMED, other, LATE):  # a burst, then quiet
+            dead_log.count(d)
+        caplog.clear()
+        dead_log.flush()
+        assert [r.getMessage() for r in caplog.records] == [  # the late one was logged: nothing pending for it
+            "dead letter (decode, malformed) (2 more since the last line, the last): Sale sales[0]@3: not JSON either"
+        ]
+        caplog.clear()
+        dead_log.flush()  # nothing pending
+        dead_log.count(MALFORMED)  # within the interval, but after a flush: logged at once
+    assert [r.getMessage() for r in caplog.records] == ["dead letter (decode, malformed): Sale sales[0]@1: not JSON"]
+
+
+def test_a_late_record_over_max_raw_keeps_its_first_bytes_and_says_so() -> None:
+    s = Stream(seed=1)
+    s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 10 * HOUR_MS, flat(10))
+    records = _records(s.ordered())
+    body = JsonCodec().decode(records[0][VALUE]) | {"event_id": "late-1", "padding": "x" * MAX_RAW}
+    late = _replace(records[0], offset=len(records), value=JsonCodec().encode(body))  # 8:00, read after 10:00
+    (out,), _ = SenseLogic(StoreState(""), Policy(), JSON, None).on_item(("S1", [*records, late], 0, None))
+    (d,) = out.dead
+    assert (d.stage, d.reason, d.offset, d.key) == ("late", "late", len(records), "S1:A")
+    assert d.raw == late[VALUE][:MAX_RAW] and len(late[VALUE]) > MAX_RAW
+    assert "behind the watermark" in d.error
+    assert d.error.endswith(f" (raw keeps the first {MAX_RAW:,} of its {len(late[VALUE]):,} bytes)")
+
+
+def test_a_key_without_a_colon_names_no_item_the_value_finds_the_store() -> None:
+    s = Stream(seed=1)
+    s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
+    records = [_replace(r, key=b"order-123") for r in _records(s.ordered())]
+    delivery = ("S1", records, 0, None)
+    assert Router(JSON, Policy(), [])(records) == [("S1", delivery)]
+    logic = SenseLogic(StoreState(""), Policy(), JSON, None)
+    (out,), _ = logic.on_item(delivery)
+    assert out.dead == [] and len(logic.state.seen) == len(records)
