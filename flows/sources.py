@@ -77,6 +77,7 @@ def reset() -> None:
     """Clear the process-wide flags (tests run several flows in one process)."""
     STOP.clear()
     DONE.clear()
+    signals.STARTED.clear()
     SPAN.records, SPAN.ended = 0, 0.0
 
 
