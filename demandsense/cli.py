@@ -43,14 +43,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def _whole(low: int, high: int | None = None):
+    """A parser of whole numbers from ``low`` (to ``high``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"{low} or more" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole(1)
+_seed = _whole(0)
+_port = _whole(0, 65535)
 
 
 def _positive_float(text: str) -> float:
@@ -73,26 +84,6 @@ def _at_most(limit: float, what: str):
         return value
 
     return parse
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def _format(text: str) -> str:
@@ -401,6 +392,8 @@ def _replay(args: argparse.Namespace) -> int:
         summary += f"; {dead} records were dead letters, not written (give --dead-letter-out FILE to keep them)"
     if duplicates:
         summary += f"; {duplicates} duplicate records dropped"
+    if dead and dead == totals["events_in"]:
+        summary += "; every record was a dead letter: is each file given to the right flag?"
     print(summary, file=sys.stderr)
     return 0
 

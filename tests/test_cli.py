@@ -292,3 +292,12 @@ def test_a_recovery_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "state").write_text("")
     run = _cli("run", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--recovery-dir", tmp_path / "state")
     _one_clear_line(run, "--recovery-dir", "is a file")
+
+
+def test_a_replay_where_every_record_is_a_dead_letter_asks_about_the_files(tmp_path: Path) -> None:
+    inventory = {"event_id": "i1", "event_time": "2026-03-02T08:00:00Z", "store_id": "S1", "sku": "A",
+                 "event_type": "COUNT", "on_hand": 5}  # fmt: skip
+    (tmp_path / "inventory.jsonl").write_text(json.dumps(inventory) + "\n")
+    run = _cli("replay", "--sales", tmp_path / "inventory.jsonl", "--alerts-out", tmp_path / "a.jsonl")
+    assert run.returncode == 0, run.stderr
+    assert "every record was a dead letter: is each file given to the right flag?" in run.stderr.splitlines()[-1]

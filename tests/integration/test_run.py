@@ -97,7 +97,7 @@ def test_run_needs_its_sales_topic_and_only_logs_other_missing_topics(kafka_boot
     [
         ({"DEMANDSENSE_CONSUMER_NOPE": "1"}, (), "Kafka consumer settings: No such configuration property"),
         ({"DEMANDSENSE_PRODUCER_NOPE": "1"}, (), "Kafka producer settings: No such configuration property"),
-        ({}, ("--redis-url", "notaurl"), "--redis-url: Redis URL must specify one of the following schemes"),
+        ({}, ("--redis-url", "redis://host:port"), "--redis-url: Port could not be cast to integer value"),
     ],
 )
 def test_settings_the_dataflow_would_refuse_are_one_line_before_it_starts(
