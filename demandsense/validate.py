@@ -33,7 +33,8 @@ MAX_AHEAD_MS: Final = 24 * 3_600_000  # a day ahead of the wall clock
 MAX_TEXT: Final = 256  # ids, store and SKU codes
 MAX_RAW: Final = 100_000  # bytes of a record a dead letter keeps: JSON's escaping (up to 5 characters a byte)
 # leaves it well inside a Kafka message (message.max.bytes, 1 MB by default)
-MAX_ERROR: Final = 1_000  # characters of a dead letter's error, before the note on its raw bytes
+MAX_ERROR: Final = 1_000  # characters of a dead letter's error, before the notes on its raw bytes and key
+MAX_KEY: Final = 1_000  # bytes of a record's key a dead letter keeps: the key goes out twice, as field and key
 MAX_QUOTED: Final = 60  # characters of a value quoted in an error: it names the value, the raw bytes keep it
 EVENT_FIELDS: Final = ("event_id", "event_time")  # fields of events that item params never carry
 POSITIVE_DELTAS: Final = frozenset({"RECEIPT", "TRANSFER_IN", "RETURN", "RESERVATION", "RESERVATION_RELEASE"})
@@ -298,12 +299,15 @@ def _dead(kind: str, origin: Origin, key: bytes | None, raw: bytes, stage: str, 
 
 def dead_letter(origin: Origin, key: bytes | None, raw: bytes, error: str, stage: str, reason: str) -> DeadLetter:
     """The dead letter of the record read at ``origin``, bounded to fit a Kafka message whatever the record: it
-    keeps the first :data:`MAX_ERROR` characters of ``error`` and the record's first :data:`MAX_RAW` bytes, and
-    says so when it is longer."""
+    keeps the first :data:`MAX_ERROR` characters of ``error``, the record's first :data:`MAX_RAW` bytes and its
+    key's first :data:`MAX_KEY`, and says so when they are longer."""
     if len(error) > MAX_ERROR:
         error = error[: MAX_ERROR - 3] + "..."
     if len(raw) > MAX_RAW:
         error += f" (raw keeps the first {MAX_RAW:,} of its {len(raw):,} bytes)"
         raw = raw[:MAX_RAW]
+    if key is not None and len(key) > MAX_KEY:
+        error += f" (key keeps the first {MAX_KEY:,} of its {len(key):,} bytes)"
+        key = key[:MAX_KEY]
     key_text = key.decode("utf-8", "replace") if key is not None else None
     return DeadLetter(origin.source, origin.partition, origin.offset, key_text, raw, error, stage, reason)

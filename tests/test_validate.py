@@ -11,6 +11,7 @@ from demandsense.errors import ValidationError
 from demandsense.serde import AvroCodec, JsonCodec
 from demandsense.validate import (
     MAX_ERROR,
+    MAX_KEY,
     MAX_RAW,
     MAX_TEXT,
     dead_letter,
@@ -349,6 +350,10 @@ def test_a_dead_letter_keeps_the_first_characters_of_a_long_error() -> None:
     assert (d.source_topic, d.partition, d.offset, d.key, d.stage, d.reason) == (
         "retail.sales.v1", 2, 41, "S1:A", "late", "late"
     )  # fmt: skip
+    # a huge key: the dead letter carries it twice (field and Kafka key), so it keeps its first MAX_KEY bytes
+    out = read_event("Sale", b"{", JsonCodec(), ORIGIN, key=b"k" * 900_000, now_ms=NOW)
+    assert isinstance(out, DeadLetter) and out.key == "k" * MAX_KEY
+    assert out.error.endswith(f" (key keeps the first {MAX_KEY:,} of its 900,000 bytes)")
 
 
 def test_an_item_params_tombstone_drops_the_items_parameters() -> None:
