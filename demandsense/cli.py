@@ -25,6 +25,7 @@ from demandsense import logs
 from demandsense.errors import DemandsenseError, ServiceUnavailable
 from demandsense.serde import RECORD_TYPES
 from demandsense.settings import env, kafka_config_from_env, load_policy
+from demandsense.signals import Interrupted, Stopper
 
 log = logging.getLogger("demandsense")
 
@@ -325,10 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(f"--log-level/--log-format: {exc}")
     gc.set_threshold(*GC_THRESHOLD)
+    stopper = _stopper(args.command)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return stopper.exit_code() if stopper is not None and code == 0 else code
+    except Interrupted as exc:
+        return 128 + exc.signum
     except Exception as exc:
-        if any(isinstance(c, BrokenPipeError) for c in _causes(exc)):
+        if isinstance(exc, BrokenPipeError):  # not a cause: redis-py raises its errors while handling an OSError
             # the reader of our output left (`| head`): stop quietly, as a Unix tool killed by SIGPIPE does
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 128 + signal.SIGPIPE
@@ -339,6 +344,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _stopper(command: str) -> Stopper | None:
+    """For the commands that run a flow, signals stop it cleanly (:mod:`demandsense.signals`); made first, before
+    any other thread starts."""
+    if command not in ("run", "demo"):
+        return None
+    from flows.sources import request_stop
+
+    return Stopper(request_stop, unwind_early=command == "demo")  # the demo's services must stop
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -464,12 +479,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from demandsense import server
     from demandsense.cluster import await_lower_peers
-    from demandsense.signals import Stopper
     from flows import sinks, sources
     from flows.demand import FlowSettings, KafkaIO, Topics, build_flow, check, run_flow
 
     process_id, addresses = _cluster(args)
-    stopper = Stopper(sources.request_stop)  # before any other thread starts (the checks' Kafka clients)
     processes = len(addresses) if addresses else 1
     conf = kafka_config_from_env(args.bootstrap_servers, group_id=args.group_id)
     topics = Topics(
@@ -484,14 +497,16 @@ def _run(args: argparse.Namespace) -> int:
         io, load_policy(args.policy), _redis_args(args.redis_url), args.print_alerts,
         recovery=args.recovery_dir is not None,
     )  # fmt: skip
-    recovery = None
-    if args.recovery_dir is not None:
-        recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))
+    if args.recovery_dir is not None and args.recovery_dir.exists() and not args.recovery_dir.is_dir():
+        raise DemandsenseError(f"--recovery-dir {args.recovery_dir} is a file: give a directory")
     if args.workers > (cpus := _usable_cpus()):
         log.warning("--workers %d is more than the %d CPUs this process may use: workers are threads that poll, "
                     "so the extra ones slow the flow down", args.workers, cpus)  # fmt: skip
     check(settings)
     flow = build_flow(settings)
+    recovery = None
+    if args.recovery_dir is not None:  # after the checks: the partition count is fixed when they are created
+        recovery = RecoveryConfig(str(_init_recovery(args.recovery_dir, process_id, processes, args.workers)))
     if args.metrics_port:
         try:
             server.serve(args.metrics_port)
@@ -521,7 +536,7 @@ def _run(args: argparse.Namespace) -> int:
         raise DemandsenseError(f"{sinks.UNDELIVERED[0]} records could not be delivered to Kafka (see the log)")
     why = "flow stopped" if sources.STOP.is_set() else "flow finished: every input reached its end"
     log.info(why, extra=_totals())
-    return stopper.exit_code()
+    return 0
 
 
 def _totals() -> dict[str, int | float]:
@@ -596,8 +611,6 @@ def _init_recovery(path: Path, process_id: int = 0, processes: int = 1, workers:
     """
     from bytewax.recovery import init_db_dir
 
-    if path.exists() and not path.is_dir():
-        raise DemandsenseError(f"--recovery-dir {path} is a file: give a directory")
     path.mkdir(parents=True, exist_ok=True)
     with (path / ".init.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # processes sharing one directory start at once

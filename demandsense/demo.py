@@ -6,7 +6,6 @@ The demo speaks JSON on its topics so that any plain consumer (kcat) can read th
 
 from __future__ import annotations
 
-import _thread
 import heapq
 import sys
 import threading
@@ -63,12 +62,8 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
     from demandsense import simulate
     from demandsense.embedded import Broker, RedisServer, create_topics
     from demandsense.settings import kafka_config
-    from demandsense.signals import Stopper
     from flows.demand import FlowSettings, KafkaIO, Topics, ViewsPace, build_flow, run_flow
-    from flows.sources import request_stop
 
-    # Ctrl-C or SIGTERM ends the demo cleanly, its broker and Redis too (before the flow: as a KeyboardInterrupt)
-    stopper = Stopper(request_stop, early=_thread.interrupt_main)
     topics = Topics()
     inputs = topics.inputs()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -104,4 +99,4 @@ def run_demo(*, duration_s: float, stores: int, skus: int, days: float, seed: in
             producer.join(5)
         say(f"\ndemo done: streamed {sum(done.values()):,} events; alerts are on {topics.alerts}, "
             f"triggers on {topics.triggers}, dead letters on {topics.dead_letter}.")  # fmt: skip
-    return stopper.exit_code()
+    return 0

@@ -591,9 +591,9 @@ class Look:
             self.obs_rate,
             0.0,
             self.day_rate * self.lead * self.price,
-            "Out of stock ({} on hand, {} reserved) while {:.1f} units/h are expected at this hour and {:.0f} units "
-            "over the next day.",
-            (item.on_hand, item.reserved, self.exp_rate, self.day_rate * 24),
+            "Out of stock ({} on hand, {} reserved) while {:.1f} units/h are expected at this hour and {} over the "
+            "next day.",
+            (item.on_hand, item.reserved, self.exp_rate, n_units(round(self.day_rate * 24))),
             (("on_hand", float(item.on_hand or 0)), ("in_transit", float(item.in_transit))),
         )
 

@@ -12,7 +12,8 @@ import pytest
 from operators.policy import Alerting, Detection, Governance, ItemDefaults, Policy
 
 SECTIONS = {"detection": Detection, "items": ItemDefaults, "governance": Governance, "alerts": Alerting}
-FLOAT_KEYS = [(name, f.name) for name, kind in SECTIONS.items() for f in fields(kind) if f.type == "float"]
+# decimal keys; a field's type is the string "float" in Python, the class when compiled with mypyc
+FLOAT_KEYS = [(name, f.name) for name, kind in SECTIONS.items() for f in fields(kind) if f.type in ("float", float)]
 
 
 def test_keys_keep_their_types() -> None:
