@@ -280,7 +280,7 @@ def read_records(
         ev = read_event(kind, value, codecs[kind], origin, key=key, now_ms=now_ms, max_quantity=max_quantity)
         if isinstance(ev, DeadLetter):
             dead.append(ev)
-        elif ev.store_id != store_id or (key is not None and b":" in key and key != f"{ev.store_id}:{ev.sku}".encode()):
+        elif ev.store_id != store_id or (key is not None and key != f"{ev.store_id}:{ev.sku}".encode() and b":" in key):
             text = key.decode("utf-8", "replace") if key is not None else None
             item = f"{ev.store_id}:{ev.sku}"
             error = f"the key {_quoted(text)} does not name its item {_quoted(item)} (keys are store_id:sku)"
