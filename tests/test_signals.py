@@ -11,16 +11,25 @@ import pytest
 from demandsense.signals import UNWIND_S
 
 SCRIPT = """
-import sys, time
+import sys, threading, time
 from demandsense.signals import STARTED, Interrupted, Stopper
 
 stopper = Stopper(lambda: print("stop requested", flush=True), unwind_early=sys.argv[1] == "unwind")
 if sys.argv[2] == "started":
     STARTED.set()
-try:
+
+
+def ready_once_asleep(tid: int) -> None:  # "ready" only once the main thread is inside its sleep, not before it
+    while "nanosleep" not in open(f"/proc/self/task/{tid}/wchan").read():
+        time.sleep(0.01)
     print("ready", flush=True)
+
+
+try:
     if sys.argv[2] == "in-c":
+        threading.Thread(target=ready_once_asleep, args=(threading.get_native_id(),)).start()
         time.sleep(30)  # one long call: Python code does not run to raise Interrupted
+    print("ready", flush=True)
     while True:  # Python at work, as the demo's main thread is before its flow starts
         time.sleep(0.05)
 except Interrupted as exc:
