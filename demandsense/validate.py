@@ -53,7 +53,7 @@ def parse_time(value: Any, now_ms: int, field: str = "event_time") -> int:
     """Epoch milliseconds from an ISO-8601 string or epoch-ms number, checked for plausibility."""
     if isinstance(value, bool) or value is None:
         raise ValidationError("bad_time", f"{field} is {_quoted(value)}, not a time")
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValidationError("bad_time", f"{field} {_quoted(value)} is not a finite number")
         ms = int(value)
@@ -110,7 +110,7 @@ def _float(d: dict[str, Any], name: str, *, required: bool = True) -> float | No
         if required:
             raise ValidationError("missing_field", f"required field {name!r} is missing")
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):  # a tuple: mypyc builds a union per call
         raise ValidationError("wrong_type", f"{name} is {_quoted(v)}, expected a number")
     if not math.isfinite(v):
         raise ValidationError("bad_value", f"{name} is {v}, expected a finite number")

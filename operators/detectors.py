@@ -53,7 +53,7 @@ def demand_tail(mean: float, var: float, threshold: float) -> float:
         return 0.5 * math.erfc(z / math.sqrt(2))
     p = mean / var  # NB(r, p): mean r(1-p)/p, var r(1-p)/p^2
     r = mean * p / (1 - p)
-    pmf = p**r
+    pmf = math.pow(p, r)  # a float (p**r may be complex to mypyc, boxing every step below)
     cdf = pmf
     for k in range(1, int(math.floor(threshold)) + 1):
         pmf *= (k - 1 + r) / k * (1 - p)

@@ -16,7 +16,6 @@ from operators.events import HOUR_MS
 HOURS_PER_WEEK: Final = 168
 WEEK_MS: Final = HOURS_PER_WEEK * HOUR_MS
 MONDAY_MS: Final = 4 * 24 * HOUR_MS  # 1970-01-05T00:00Z, a Monday
-MEMO_SIZE: Final = 4096  # integrals kept between changes of the profile (an item's clock and "now" repeat)
 
 
 def hour_of_week(t_ms: int) -> int:
@@ -46,7 +45,6 @@ class StoreProfile:
         "_cum",
         "_peak",
         "_mean",
-        "_memo",
     )
 
     def __init__(self, week_decay: float = 0.75, cell_prior: float = 0.5, hour_prior: float = 0.05) -> None:
@@ -62,7 +60,6 @@ class StoreProfile:
         self._cum = [float(i) for i in range(HOURS_PER_WEEK + 1)]  # flat until data comes
         self._peak = 1.0
         self._mean = 0.0
-        self._memo: dict[int, float] = {}  # _integral by time, until the profile changes
 
     def __getstate__(self) -> tuple:
         return (self.week_decay, self.cell_prior, self.hour_prior, self._counts, self._exposure, self._hour, self._txns)
@@ -112,27 +109,17 @@ class StoreProfile:
         """Profile-hours between two times: the integral of intensity, in hours."""
         if t1_ms <= t0_ms:
             return 0.0
-        memo = self._memo  # looked up here first: most integrals are memoised, and a call costs more
-        v1 = memo.get(t1_ms)
-        if v1 is None:
-            v1 = self._integral(t1_ms)
-        v0 = memo.get(t0_ms)
-        if v0 is None:
-            v0 = self._integral(t0_ms)
-        return v1 - v0
+        return self._integral(t1_ms) - self._integral(t0_ms)
 
     def _integral(self, t_ms: int) -> float:
-        """Profile-hours from the epoch's Monday to ``t_ms``, memoised (:meth:`exposure` looks in the memo first)."""
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
-        weeks, within = divmod(t_ms - MONDAY_MS, WEEK_MS)
-        c, frac_ms = divmod(within, HOUR_MS)
+        """Profile-hours from the epoch's Monday to ``t_ms``."""
+        t = t_ms - MONDAY_MS
+        within = t % WEEK_MS  # not divmod: mypyc makes a tuple of it
+        c = within // HOUR_MS
         cum = self._cum
-        value = self._memo[t_ms] = weeks * cum[HOURS_PER_WEEK] + cum[c] + (cum[c + 1] - cum[c]) * frac_ms / HOUR_MS
-        return value
+        return t // WEEK_MS * cum[HOURS_PER_WEEK] + cum[c] + (cum[c + 1] - cum[c]) * (within % HOUR_MS) / HOUR_MS
 
     def _rebuild(self) -> None:
-        self._memo = {}
         counts, exposure = self._counts, self._exposure
         total_e = sum(exposure)
         overall = self._mean = sum(counts) / total_e if total_e else 0.0
