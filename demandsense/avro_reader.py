@@ -71,11 +71,12 @@ class RecordReader:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.name: str = schema.get("name", "")
         self.fields, self.types = record_fields(schema)
+        self._empty: dict[str, Any] = dict.fromkeys(self.fields)  # copied per record: sized once, keys hashed once
 
     def read(self, data: bytes, pos: int) -> dict[str, Any]:
         """The record whose body starts at ``pos`` and ends with ``data``; :class:`DecodeError` if it is not one."""
         end = len(data)
-        out: dict[str, Any] = {}
+        out = self._empty.copy()
         fields, types = self.fields, self.types
         for i in range(len(fields)):
             name = fields[i]

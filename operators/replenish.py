@@ -14,15 +14,21 @@ ORDER_UP_TO: Final = "order-up-to/v1"
 STATIC_MIN_MAX: Final = "static-min-max/v1"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class OrderPlan:
-    """What to order and why, before governance."""
+    """What to order and why, before governance (a native class when compiled: see ``operators.events.Event``)."""
 
     order_quantity: int
     reorder_point: float
     order_up_to: float
     policy: str
     fallback: bool
+
+    def __init__(
+        self, order_quantity: int, reorder_point: float, order_up_to: float, policy: str, fallback: bool
+    ) -> None:
+        self.order_quantity, self.reorder_point, self.order_up_to = order_quantity, reorder_point, order_up_to
+        self.policy, self.fallback = policy, fallback
 
 
 def n_units(n: int) -> str:
