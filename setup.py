@@ -1,4 +1,4 @@
-"""Build: the domain math (``operators/``), the Avro reader and the validator compiled to C extensions with mypyc;
+"""Build: the domain math (``operators/``), the Avro codecs and the validator compiled to C extensions with mypyc;
 everything else stays Python.
 
 The compiled modules run the same code, type-checked by mypy; the decision layer runs 2-2.5x
@@ -16,9 +16,9 @@ from pathlib import Path
 from setuptools import setup
 
 # every module of the domain math (operators/__init__.py holds only a docstring), and the ways into and out of it:
-# reading and validating each input record, writing each output record
+# framing, reading and validating each input record, writing each output record
 COMPILED = sorted(p.as_posix() for p in Path("operators").glob("*.py") if p.name != "__init__.py")
-COMPILED += ["demandsense/avro_reader.py", "demandsense/avro_writer.py", "demandsense/validate.py"]
+COMPILED += [f"demandsense/{m}.py" for m in ("avro_reader", "avro_writer", "serde", "validate")]
 
 
 def ext_modules() -> list:

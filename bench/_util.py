@@ -85,7 +85,7 @@ def write_result(name: str, title: str, body: str) -> Path:
 
 
 def compiled_install(dest: Path) -> dict[str, str]:
-    """demandsense as ``pip install`` builds it (``operators/``, the Avro reader and validation compiled by mypyc:
+    """demandsense as ``pip install`` builds it (``operators/``, the Avro codecs and validation compiled by mypyc:
     setup.py) into ``dest``; the environment that runs it with ``python -P`` (``-P`` keeps the working directory
     off the path; the source tree comes after ``dest``, for ``bench``)."""
     import subprocess

@@ -1,4 +1,4 @@
-"""The build users get: ``operators/``, the Avro reader and the validator compiled by mypyc (setup.py) behave
+"""The build users get: ``operators/``, the Avro codecs and the validator compiled by mypyc (setup.py) behave
 exactly like the Python source.
 
 The development install runs the ``.py`` files; ``pip install .`` and the Docker image run the
@@ -105,9 +105,9 @@ def digest(path: Path | None, mode: str, snapshot: Path) -> tuple[str, int, int,
     return module, int(alerts), int(triggers), sha
 
 
-def test_the_build_compiles_every_module_of_the_domain_math_the_avro_codec_and_validation(compiled: Path) -> None:
+def test_the_build_compiles_every_module_of_the_domain_math_the_avro_codecs_and_validation(compiled: Path) -> None:
     modules = [f"operators.{p.stem}" for p in sorted((ROOT / "operators").glob("*.py")) if p.stem != "__init__"]
-    modules += ["demandsense.avro_reader", "demandsense.avro_writer", "demandsense.validate"]
+    modules += [f"demandsense.{m}" for m in ("avro_reader", "avro_writer", "serde", "validate")]
     run = python(compiled, "-c", f"import importlib; print(*(importlib.import_module(m).__file__ for m in {modules}))")
     assert run.returncode == 0, run.stderr
     files = run.stdout.split()
@@ -118,8 +118,8 @@ def test_the_build_compiles_every_module_of_the_domain_math_the_avro_codec_and_v
 def test_the_unit_tests_of_operators_records_and_input_pass_against_the_compiled_modules(compiled: Path) -> None:
     check = (
         "import operators.store as s, demandsense.avro_reader as a, demandsense.avro_writer as w, "
-        "demandsense.validate as v, sys, pytest; "
-        "assert all(m.__file__.endswith('.so') for m in (s, a, w, v)), [m.__file__ for m in (s, a, w, v)]; "
+        "demandsense.serde as c, demandsense.validate as v, sys, pytest; "
+        "assert all(m.__file__.endswith('.so') for m in (s, a, w, c, v)), [m.__file__ for m in (s, a, w, c, v)]; "
     )
     run = python(compiled, "-c", check + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
                  "'--import-mode=append', 'tests/operators', 'tests/flows/test_sinks.py', "
