@@ -14,8 +14,10 @@ import logging
 import pickle
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,14 @@ Delivery = tuple[str, list[RawRecord], int, dict[tuple[str, int], int] | None]
 every input stream (with ``Detection.partition_progress``)."""
 
 
+_TIMESTAMP_OF = itemgetter(TIMESTAMP)
+
+
+def _newest(records: list[RawRecord]) -> int:
+    """The newest Kafka timestamp of the records (0 if none has one)."""
+    return max(max(map(_TIMESTAMP_OF, records)), 0)
+
+
 class Router:
     """Split each polled batch by store, so that each store decodes its own records (on whichever worker holds it).
 
@@ -233,15 +243,31 @@ class Router:
     def __call__(self, item: Batch | Control) -> list[tuple[str, Delivery | Control]]:
         if isinstance(item, Control):
             return [(k, item) for k in self._markers]
-        by_store: dict[str, list[RawRecord]] = {}
-        newest: dict[str, int] = {}
-        for r in item:
-            store = self._store_of(r)
-            by_store.setdefault(store, []).append(r)
-            if r[TIMESTAMP] > newest.get(store, 0):
-                newest[store] = r[TIMESTAMP]
         progress = self._moved(item)
-        return [(store, (store, records, newest.get(store, 0), progress)) for store, records in by_store.items()]
+        return [(store, (store, records, _newest(records), progress)) for store, records in self._split(item)]
+
+    def _split(self, batch: Batch) -> list[tuple[str, list[RawRecord]]]:
+        """The batch's records by store, each store's in read order (grouped by the key's bytes before the colon)."""
+        by_prefix: defaultdict[bytes, list[RawRecord]] = defaultdict(list)
+        try:
+            for r in batch:
+                store, colon, _ = r[KEY].partition(b":")  # AttributeError: no key
+                if not colon:
+                    return self._split_reading(batch)
+                by_prefix[store].append(r)
+        except AttributeError:
+            return self._split_reading(batch)
+        by_store = {prefix.decode("utf-8", "replace"): records for prefix, records in by_prefix.items()}
+        if len(by_store) < len(by_prefix):  # bytes that are not UTF-8 made two prefixes one store
+            return self._split_reading(batch)
+        return list(by_store.items())
+
+    def _split_reading(self, batch: Batch) -> list[tuple[str, list[RawRecord]]]:
+        """:meth:`_split` for a batch with a record its key does not place: that record is decoded to find its store."""
+        by_store: dict[str, list[RawRecord]] = {}
+        for r in batch:
+            by_store.setdefault(self._store_of(r), []).append(r)
+        return list(by_store.items())
 
     def _store_of(self, r: RawRecord) -> str:
         key = r[KEY]

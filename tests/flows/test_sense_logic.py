@@ -120,6 +120,25 @@ def test_the_router_splits_by_key_and_decodes_only_records_without_one() -> None
     assert routed[""][1] == [unreadable] and routed["S2"][1] == [odd_key]
 
 
+def test_the_router_keeps_each_stores_records_in_read_order_with_their_newest_timestamp() -> None:
+    s = Stream(seed=1)
+    s.sales(["A"], T0 + 8 * HOUR_MS, T0 + 9 * HOUR_MS, flat(10))
+    first, second, third, fourth = _records(s.ordered())[:4]
+    batch = [
+        _replace(first, key=b"S2:A", timestamp=5),
+        _replace(second, timestamp=9),
+        _replace(third, key=b"S2:B", timestamp=7),
+        _replace(fourth, timestamp=-1),  # no Kafka timestamp
+    ]
+    routed = Router(JSON, Policy(), [])(batch)
+    assert [(store, [r[OFFSET] for r in d[1]], d[2]) for store, d in routed] == [("S2", [0, 2], 7), ("S1", [1, 3], 9)]
+    alone = Router(JSON, Policy(), [])([_replace(fourth, timestamp=-1)])
+    assert alone[0][1][2] == 0
+    not_utf8 = [_replace(first, key=b"\xff:A"), _replace(second, key=b"\xfe:A"), _replace(third, key=b"\xff:B")]
+    ((store, delivery),) = Router(JSON, Policy(), [])(not_utf8)  # two prefixes, one store name once decoded
+    assert store == "\ufffd" and [r[OFFSET] for r in delivery[1]] == [0, 1, 2]
+
+
 def test_the_router_tracks_each_partitions_progress_over_every_store() -> None:
     now_ms = int(time.time() * 1000)
 
