@@ -46,6 +46,7 @@ What Tansu 0.6 does differently from Apache Kafka (measured with confluent-kafka
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib.util
 import os
 import shutil
@@ -247,7 +248,12 @@ class _Server(ABC):
         return self.start()
 
     def close(self) -> None:
-        """Stop the server and remove its temp directory."""
+        """Stop the server and remove its temp directory.
+
+        Reference cycles are collected first: a closed Kafka client can live on in one (a sink's producer and its
+        delivery callbacks) and would log "Connection refused" to this broker until the collector next ran.
+        """
+        gc.collect()
         self.stop()
         self._tmp.cleanup()
 
