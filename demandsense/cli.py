@@ -399,10 +399,12 @@ def _replay(args: argparse.Namespace) -> int:
     flow = build_flow(settings)
     with _progress(sys.stderr.isatty()):
         run_flow(flow, workers_per_process=1)
-    counts = {p.name: sum(1 for _ in p.open("rb")) for p in outs}
-    summary = ", ".join(f"{n} lines in {name}" for name, n in counts.items())
     totals = _totals()
     dead, duplicates = totals["dead_letters"], totals["duplicates"]
+    written = ((args.alerts_out, "alerts_out", "alerts"), (args.triggers_out, "triggers_out", "triggers"),
+               (args.dead_letter_out, "dead_letters", "dead letters"))  # fmt: skip
+    # counted, not read back: an output may be a pipe or a terminal (--alerts-out /dev/stdout)
+    summary = "wrote " + ", ".join(f"{totals[total]} {what} to {p}" for p, total, what in written if p is not None)
     if dead and args.dead_letter_out is None:
         summary += f"; {dead} records were dead letters, not written (give --dead-letter-out FILE to keep them)"
     if duplicates:

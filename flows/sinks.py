@@ -229,11 +229,18 @@ class _JsonlPartition(StatelessSinkPartition[Out]):
     def __init__(self, path: Path) -> None:
         self._file = path.open("ab")
         self._codec = JsonCodec()
+        self._reader_left = False
 
     def write_batch(self, items: list[Out]) -> None:
+        if self._reader_left:
+            return
         now_ms = int(time.time() * 1000)
-        self._file.write(b"".join(self._codec.encode(to_record(i, now_ms)) + b"\n" for i in items))
-        self._file.flush()
+        try:
+            self._file.write(b"".join(self._codec.encode(to_record(i, now_ms)) + b"\n" for i in items))
+            self._file.flush()
+        except BrokenPipeError:  # a pipe's reader left (`--alerts-out /dev/stdout | head`)
+            self._reader_left = True
+            _stop_for_closed_pipe(self._file.fileno(), self._file.name)
 
     def close(self) -> None:
         self._file.close()
@@ -271,11 +278,16 @@ class _ConsolePartition(StatelessSinkPartition[Alert]):
             for a in sorted(items, key=lambda a: -a.priority):
                 print(format_alert(a), file=self._stream)
             self._stream.flush()
-        except BrokenPipeError:  # the reader left (`| head`): stop the flow cleanly, as SIGPIPE stops a Unix tool
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())  # so the exit flush cannot fail
+        except BrokenPipeError:  # the reader left (`| head`)
+            _stop_for_closed_pipe(self._stream.fileno(), "alerts")
             self._stream = None
-            log.info("alerts' reader closed the pipe: stopping")
-            request_stop()
+
+
+def _stop_for_closed_pipe(fd: int, what: str) -> None:
+    """Stop the flow cleanly, as SIGPIPE stops a Unix tool; ``fd`` writes to /dev/null so that no flush fails."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    log.info("%s: the reader closed the pipe: stopping", what)
+    request_stop()
 
 
 class ConsoleSink(DynamicSink[Alert]):

@@ -649,6 +649,8 @@ class _FilePartition(StatefulSourcePartition[Batch, int]):
             self._done += 1
 
     def next_batch(self) -> list[Batch]:
+        if STOP.is_set():  # an output's reader left (see flows.sinks)
+            raise StopIteration
         batch = list(itertools.islice(self._it, self._batch_size - self._done % self._batch_size))
         if not batch:
             raise StopIteration

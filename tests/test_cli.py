@@ -156,6 +156,38 @@ def test_replay_says_how_many_dead_letters_it_did_not_write(tmp_path: Path) -> N
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Replay arguments of a simulated week of one store that raises alerts."""
+    out = tmp_path_factory.mktemp("sim")
+    run = _cli("simulate", "--out", out, "--stores", "1", "--skus", "100", "--days", "5")
+    assert run.returncode == 0, run.stderr
+    return ["--sales", str(out / "sales.jsonl"), "--inventory", str(out / "inventory.jsonl"),
+            "--items", str(out / "items.jsonl")]  # fmt: skip
+
+
+def test_replay_to_standard_output_counts_what_it_wrote(simulated: list[str], tmp_path: Path) -> None:
+    replay = _cli("replay", *simulated, "--alerts-out", "/dev/stdout", "--triggers-out", tmp_path / "t.jsonl")
+    assert replay.returncode == 0, replay.stderr
+    alerts = [json.loads(line) for line in replay.stdout.splitlines()]
+    triggers = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert alerts and triggers
+    assert f"wrote {len(alerts)} alerts to /dev/stdout, {len(triggers)} triggers to {tmp_path / 't.jsonl'}" in (
+        replay.stderr
+    )
+
+
+def test_replay_stops_quietly_when_the_reader_of_its_output_leaves(simulated: list[str]) -> None:
+    cmd = [sys.executable, "-m", "demandsense.cli", "replay", *simulated, "--alerts-out", "/dev/stdout"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the first alert, as `| head -0` (later, the pipe's buffer may hold them all)
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert "/dev/stdout: the reader closed the pipe: stopping" in err
+
+
 def _sales_container(path: Path, n: int) -> None:
     sales = [{"event_id": f"s{i}", "event_time": 1_772_438_400_000 + i * 60_000, "store_id": "S1", "sku": "A",
               "channel": "STORE", "quantity": 1, "unit_price": 2.0} for i in range(n)]  # fmt: skip
