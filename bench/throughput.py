@@ -505,7 +505,7 @@ def plot(results: dict[str, list[Run]], total: int, path: Path) -> None:
         if name == "ds2" and results.get("ds1"):
             label += f", {median(runs) / median(end_to_end(results['ds1'], total)):.2f}x 1 proc"
             ceiling = machine_scaling(results)
-            label += "" if ceiling is None else f" (machine ceiling {ceiling:.2f}x)"
+            label += "" if ceiling is None else f"\n (machine ceiling {ceiling:.2f}x)"  # one line ran off the plot
         ax.annotate(label, (max(runs + inside), y), va="center", fontsize=8)
     if not math.isnan(base):
         ax.axvline(base, color="C3", ls="--", lw=1, label="Bytewax passthrough (1.0x)")
