@@ -401,18 +401,24 @@ def _replay(args: argparse.Namespace) -> int:
         run_flow(flow, workers_per_process=1)
     totals = _totals()
     dead, duplicates = totals["dead_letters"], totals["duplicates"]
-    written = ((args.alerts_out, "alerts_out", "alerts"), (args.triggers_out, "triggers_out", "triggers"),
-               (args.dead_letter_out, "dead_letters", "dead letters"))  # fmt: skip
+    written = ((args.alerts_out, "alerts_out", "alert"), (args.triggers_out, "triggers_out", "trigger"),
+               (args.dead_letter_out, "dead_letters", "dead letter"))  # fmt: skip
     # counted, not read back: an output may be a pipe or a terminal (--alerts-out /dev/stdout)
-    summary = "wrote " + ", ".join(f"{totals[total]} {what} to {p}" for p, total, what in written if p is not None)
+    summary = "wrote " + ", ".join(f"{_count(totals[n], what)} to {p}" for p, n, what in written if p is not None)
     if dead and args.dead_letter_out is None:
-        summary += f"; {dead} records were dead letters, not written (give --dead-letter-out FILE to keep them)"
+        were = "was a dead letter" if dead == 1 else "were dead letters"
+        summary += f"; {_count(dead, 'record')} {were}, not written (give --dead-letter-out FILE to keep them)"
     if duplicates:
-        summary += f"; {duplicates} duplicate records dropped"
+        summary += f"; {_count(duplicates, 'duplicate record')} dropped"
     if dead and dead == totals["events_in"]:
         summary += "; every record was a dead letter: is each file given to the right flag?"
     print(summary, file=sys.stderr)
     return 0
+
+
+def _count(n: float, noun: str) -> str:
+    """``n`` and its noun: "1 alert", "2,024 alerts"."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 @contextmanager

@@ -146,7 +146,7 @@ def test_replay_says_how_many_dead_letters_it_did_not_write(tmp_path: Path) -> N
     replay = _cli("replay", "--sales", tmp_path / "s.jsonl", "--alerts-out", tmp_path / "a.jsonl")
     assert replay.returncode == 0, replay.stderr
     assert "2 records were dead letters, not written (give --dead-letter-out FILE" in replay.stderr
-    assert "; 1 duplicate records dropped" in replay.stderr
+    assert "; 1 duplicate record dropped" in replay.stderr
     # each bad record's reason is logged (the first of each reason at once, then at most one line per 10 s)
     assert "dead letter (decode, malformed): Sale " in replay.stderr and "s.jsonl:1: not JSON" in replay.stderr
     assert "dead letter (validate, missing_field): Sale " in replay.stderr
