@@ -285,7 +285,9 @@ class _ConsolePartition(StatelessSinkPartition[Alert]):
 
 def _stop_for_closed_pipe(fd: int, what: str) -> None:
     """Stop the flow cleanly, as SIGPIPE stops a Unix tool; ``fd`` writes to /dev/null so that no flush fails."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
     log.info("%s: the reader closed the pipe: stopping", what)
     request_stop()
 
