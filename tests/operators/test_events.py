@@ -1,4 +1,5 @@
-"""Events pickle by their fields (cluster exchange, snapshots), and snapshots of the old form still load."""
+"""Events and output records pickle by their fields (cluster exchange, snapshots), and snapshots of the old form
+still load."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import fields
 
 import pytest
 
-from operators.events import InventoryEvent, ItemParams, Origin, Sale
+from operators.events import Alert, InventoryEvent, ItemParams, Origin, Sale, Trigger
 
 EVENTS = [
     Sale("s1", 1_772_438_400_000, "S1", "A", "STORE", 2, 3.5, "P1", Origin("retail.sales.v1", 3, 42)),
@@ -17,12 +18,19 @@ EVENTS = [
     ItemParams("S1", "A", 3.5, 2.0, 48.0, 0.95, 6, 1, 24, "dairy"),
 ]
 
+OUTPUTS = [
+    Alert("a1", "DEMAND_SPIKE", "OPEN", "S1", "A", 1_772_438_400_000, 42, "HIGH", 1.5, 6.0, 0.97, None, 42.0,
+          "4x the expected rate", "m-1", {"z": 4.2}),
+    Trigger("t1", "S1", "A", 1_772_438_400_000, 12, 3, 8.0, 20.0, 24.0, 0.5, "AUTO_APPROVED", "within policy",
+            "order-up-to/v1", "m-1", False),
+]  # fmt: skip
+
 
 def _fields(ev: object) -> tuple:
     return tuple(getattr(ev, f.name) for f in fields(ev))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("event", EVENTS + OUTPUTS, ids=lambda e: type(e).__name__)
 def test_an_event_pickles_to_its_fields_and_back(event: object) -> None:
     copy = pickle.loads(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))
     assert type(copy) is type(event)
