@@ -119,13 +119,14 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
         self._retries: list[_Retry] = []
         self._lost = 0
         self._raised = False
+        self._closed = False
         self._last_warning = 0.0
         self._stopping = threading.Event()
         self._pump = threading.Thread(target=self._serve, name="demandsense-delivery", daemon=True)
         self._pump.start()
 
     def _delivered(self, err: KafkaError | None, msg: Message, attempt: int = 0) -> None:
-        if err is None:
+        if err is None or self._closed:
             return
         topic = msg.topic()
         metrics.DELIVERY_ERRORS.labels(topic).inc()
@@ -213,6 +214,11 @@ class _KafkaPartition(StatelessSinkPartition[Out]):
         if in_flight or waiting or (self._lost and not self._raised):
             UNDELIVERED[0] += in_flight + waiting + (0 if self._raised else self._lost)
             log.error("%d records were not delivered to Kafka before shutdown", UNDELIVERED[0])
+        # what librdkafka still queues holds its delivery callbacks, and through them this partition and its
+        # producer, which would go on reconnecting: drop it (counted above; its reports are no longer acted on)
+        self._closed = True
+        self._producer.purge()
+        self._producer.poll(0)
 
 
 class KafkaSink(DynamicSink[Out]):

@@ -222,6 +222,7 @@ def test_undelivered_at_close_makes_the_run_exit_non_zero(running: Broker, monke
     sink.close()  # never raises (Bytewax calls it from a destructor) but counts what is left
     assert time.monotonic() - t0 < 5
     assert sinks.UNDELIVERED == [4]
+    assert len(sink._producer) == 0  # dropped: the closed sink's producer does not go on reconnecting
 
 
 # -- slow downstream: back-pressure -------------------------------------------------------------
