@@ -418,6 +418,10 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         if results.get("ds2") and results.get("ds1"):
             share = rate("ds2") / rate("ds1") / ceiling
             ratios.append(["demandsense 2 procs / 1 proc, as a share of that ceiling", f"{share:.0%}", "", ""])
+    if results.get("ds2") and results.get("ds1"):  # the spread the medians hide on a noisy machine
+        each = [one.wall_s / two.wall_s for one, two in zip(results["ds1"], results["ds2"], strict=True)]
+        ratios.append(["demandsense 2 procs / 1 proc, each repeat's runs", " / ".join(f"{x:.2f}x" for x in each),
+                       "", ""])  # fmt: skip
     fixed = f"demandsense start-up and shutdown over empty topics takes {startup:.2f} s of each run"
     if results.get("ds1"):  # --only may have left it out
         net = total / (median([r.wall_s for r in results["ds1"]]) - startup)
