@@ -221,6 +221,10 @@ class DeadLetter:
     stage: str
     reason: str
 
+    def __reduce__(self) -> tuple:  # compiled, a frozen dataclass cannot be unpickled field by field
+        return (DeadLetter, (self.source_topic, self.partition, self.offset, self.key, self.raw, self.error,
+                             self.stage, self.reason))  # fmt: skip
+
 
 def key_on(store_id: str, sku: str) -> str:
     """The contract key of an item: ``"store_id:sku"``."""

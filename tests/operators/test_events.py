@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import pytest
 
-from operators.events import Alert, InventoryEvent, ItemParams, Origin, Sale, Trigger
+from operators.events import Alert, DeadLetter, InventoryEvent, ItemParams, Origin, Sale, Trigger
 
 EVENTS = [
     Sale("s1", 1_772_438_400_000, "S1", "A", "STORE", 2, 3.5, "P1", Origin("retail.sales.v1", 3, 42)),
@@ -23,6 +23,7 @@ OUTPUTS = [
           "4x the expected rate", "m-1", {"z": 4.2}),
     Trigger("t1", "S1", "A", 1_772_438_400_000, 12, 3, 8.0, 20.0, 24.0, 0.5, "AUTO_APPROVED", "within policy",
             "order-up-to/v1", "m-1", False),
+    DeadLetter("retail.sales.v1", 3, 17, "S1:A", b"\x00\x01", "bad magic byte", "decode", "malformed"),
 ]  # fmt: skip
 
 
