@@ -6,6 +6,9 @@ Shape::
                                                                                              |-> alerts, triggers
                                                                                              |-> dead letters
                                                                                              '-> Redis views
+
+In a cluster one worker of process 0 reads and routes every record, the stores are spread over every
+worker, and the last process writes the Kafka outputs and the views (:class:`flows.sinks.OnWriter`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from demandsense.errors import ConfigError
 from demandsense.serde import Codec, JsonCodec, make_codec
 from demandsense.validate import dead_letter, read_event, read_records
 from flows import sources
-from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, Out, check_producer
+from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, OnWriter, Out, check_producer
 from flows.sources import (
     KEY,
     OFFSET,
@@ -577,23 +580,37 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     keyed = op.stateful("sense", per_store, logic)  # (store_id, Sensed): each store decodes its own records
     sensed = op.map("unkey", keyed, lambda kv: kv[1])  # Sensed
     alerts = op.flat_map("alerts", sensed, lambda s: s.alerts)  # Alert
-    triggers = op.flat_map("triggers", sensed, lambda s: s.triggers)  # Trigger
-    dead_all = op.flat_map("dead_letters", sensed, lambda s: s.dead)  # DeadLetter
 
-    if isinstance(io, KafkaIO):
-        out: op.Stream[Out] = op.merge("out", alerts, triggers, dead_all)
-        op.output("kafka_out", out, KafkaSink(io.config, io.topics.outputs(), io.fmt, io.registry_url))
+    if isinstance(io, KafkaIO):  # in a cluster, written by the last process (OnWriter)
+        out = op.flat_map("out", keyed, _outputs)  # (store_id, Out)
+        kafka = KafkaSink(io.config, io.topics.outputs(), io.fmt, io.registry_url)
+        op.output("kafka_out", out, OnWriter(kafka, io.process_id, io.processes))
+        if settings.redis is not None:
+            viewed = op.filter_map("viewed", keyed, _for_views)  # (store_id, Sensed): views and alerts only
+            op.output("views_out", viewed, OnWriter(ViewsSink(settings.redis), io.process_id, io.processes))
     else:
         op.output("alerts_out", alerts, JsonlSink(io.alerts_out))
         if io.triggers_out is not None:
-            op.output("triggers_out", triggers, JsonlSink(io.triggers_out))
+            op.output("triggers_out", op.flat_map("triggers", sensed, lambda s: s.triggers), JsonlSink(io.triggers_out))
         if io.dead_letter_out is not None:
-            op.output("dead_out", dead_all, JsonlSink(io.dead_letter_out))
-    if settings.redis is not None:
-        op.output("views_out", sensed, ViewsSink(settings.redis))
+            op.output("dead_out", op.flat_map("dead_letters", sensed, lambda s: s.dead), JsonlSink(io.dead_letter_out))
+        if settings.redis is not None:
+            op.output("views_out", sensed, ViewsSink(settings.redis))
     if settings.print_alerts:
         op.output("console", alerts, ConsoleSink())
     return flow
+
+
+def _for_views(kv: tuple[str, Sensed]) -> tuple[str, Sensed] | None:
+    """What the views need of a store's batch (nothing to send when it changed no view and raised no alert)."""
+    store, s = kv
+    return (store, Sensed(s.alerts, [], [], s.views)) if s.views or s.alerts else None
+
+
+def _outputs(kv: tuple[str, Sensed]) -> list[tuple[str, Out]]:
+    """A store's alerts, triggers and dead letters, keyed by the store (its outputs keep one writer and their order)."""
+    store, s = kv
+    return [(store, o) for o in (*s.alerts, *s.triggers, *s.dead)]
 
 
 def check(settings: FlowSettings) -> None:

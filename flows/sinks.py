@@ -12,7 +12,7 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from demandsense import metrics
@@ -229,6 +229,41 @@ class KafkaSink(DynamicSink[Out]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaPartition:
         return _KafkaPartition(*self._args)
+
+
+class _Unsnapshotted(StatefulSinkPartition[Any, None]):
+    """A :class:`StatelessSinkPartition` where Bytewax wants a stateful one (it resumes with nothing)."""
+
+    def __init__(self, part: StatelessSinkPartition) -> None:
+        self._part = part
+
+    def write_batch(self, values: list[Any]) -> None:
+        self._part.write_batch(values)
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._part.close()
+
+
+class OnWriter(FixedPartitionedSink[Any, None]):
+    """``sink`` for a keyed stream, written by the last process of a cluster (alone, by the process itself).
+
+    In a cluster one worker of process 0 reads and routes every record, more than its share of the
+    work; the outputs of every store then go to the last process, whose one partition writes them
+    (in each store's order). The partition's name is the same whatever the cluster's size, so a
+    recovery snapshot of it resumes on any number of processes.
+    """
+
+    def __init__(self, sink: DynamicSink, process_id: int, processes: int) -> None:
+        self._sink, self._writes = sink, process_id == processes - 1
+
+    def list_parts(self) -> list[str]:
+        return ["writer"] if self._writes else []
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Unsnapshotted:
+        return _Unsnapshotted(self._sink.build(step_id, 0, 1))
 
 
 class _JsonlPartition(StatelessSinkPartition[Out]):

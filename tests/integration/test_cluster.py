@@ -96,6 +96,21 @@ def test_two_processes_hold_their_recovery_share_and_resume(stream: Stream, tmp_
     assert read_outputs(stream.bootstrap, outputs) == first
 
 
+def test_a_cluster_recovery_resumes_on_one_process(stream: Stream, tmp_path: Path) -> None:
+    """Scaled in: one process finds every state of a 2-process run, its outputs' writer included."""
+    outputs, shared = new_outputs(stream.bootstrap), tmp_path / "shared"
+    cmds = [
+        [*cmd[: cmd.index("--recovery-dir") + 1], str(shared), *cmd[cmd.index("--recovery-dir") + 2 :]]
+        for cmd in _cluster_args(stream, outputs, tmp_path, 2, "--exit-at-end")
+    ]
+    _run_cluster(cmds, [tmp_path / "p0.log", tmp_path / "p1.log"])
+    first = read_outputs(stream.bootstrap, outputs)
+    assert first.alerts and first.triggers
+    log = tmp_path / "alone.log"
+    finish(start(run_args(stream, outputs, "--recovery-dir", shared, "--exit-at-end", "--metrics-port", "0"), log), log)
+    assert read_outputs(stream.bootstrap, outputs) == first, "resumed at the end of its input: nothing new"
+
+
 def test_two_workers_in_one_process_give_the_single_worker_outputs(stream: Stream, tmp_path: Path) -> None:
     outputs, log = new_outputs(stream.bootstrap), tmp_path / "run.log"
     finish(start(run_args(stream, outputs, "--exit-at-end", "--metrics-port", "0", "--workers", "2"), log), log)
