@@ -33,7 +33,10 @@ from tests.integration.test_recovery import stream as stream  # noqa: PLC0414 (t
 pytestmark = pytest.mark.integration
 
 
-def _cluster_args(stream: Stream, outputs: dict[str, str], tmp_path: Path, n: int, *extra: str) -> list[list[str]]:
+def _cluster_args(
+    stream: Stream, outputs: dict[str, str], tmp_path: Path, n: int, *extra: str, shared: Path | None = None
+) -> list[list[str]]:
+    """The command lines of an ``n``-process cluster; a recovery directory each, or the ``shared`` one."""
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(n))
     return [
         run_args(
@@ -46,7 +49,7 @@ def _cluster_args(stream: Stream, outputs: dict[str, str], tmp_path: Path, n: in
             "--metrics-port",
             "0",
             "--recovery-dir",
-            tmp_path / f"recovery-{i}",
+            shared or tmp_path / f"recovery-{i}",
             "--snapshot-interval",
             "1",
             *extra,
@@ -99,10 +102,7 @@ def test_two_processes_hold_their_recovery_share_and_resume(stream: Stream, tmp_
 def test_a_cluster_recovery_resumes_on_one_process(stream: Stream, tmp_path: Path) -> None:
     """Scaled in: one process finds every state of a 2-process run, its outputs' writer included."""
     outputs, shared = new_outputs(stream.bootstrap), tmp_path / "shared"
-    cmds = [
-        [*cmd[: cmd.index("--recovery-dir") + 1], str(shared), *cmd[cmd.index("--recovery-dir") + 2 :]]
-        for cmd in _cluster_args(stream, outputs, tmp_path, 2, "--exit-at-end")
-    ]
+    cmds = _cluster_args(stream, outputs, tmp_path, 2, "--exit-at-end", shared=shared)
     _run_cluster(cmds, [tmp_path / "p0.log", tmp_path / "p1.log"])
     first = read_outputs(stream.bootstrap, outputs)
     assert first.alerts and first.triggers
