@@ -10,6 +10,9 @@ interleaved so that load from other jobs on the machine spreads over all of them
   ``pip install`` builds it (``operators/`` compiled by mypyc, see setup.py), and as pure Python
   (the editable development install);
 - ``demandsense x2``: the compiled build as two processes (``--process-id``/``--addresses``);
+- ``2 jobs at once``: two independent single-process demandsense jobs, each reading all the input
+  (their own consumer group, output topics and Redis database): the work two processes of this job
+  get from this machine with no coordination at all, the ceiling for ``demandsense x2``;
 - ``raw consumer``: confluent-kafka + fastavro decode, no engine (``bench/passthrough.py raw``);
 - ``bytewax passthrough``: Bytewax KafkaSource -> decode/re-encode -> KafkaSink (``... bytewax``);
 - ``quix passthrough``: the same in Quix Streams (``bench/quix_passthrough.py``), if installed;
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         help="comma-separated subset: raw,bytewax,quix,ds1,ds2,ds1nv (views off),ds1py (pure), "
-        "cpu (a CPU-bound Python loop alone and as two at once)",
+        "pair (two single-process jobs at once), cpu (a CPU-bound Python loop alone and as two at once)",
     )
     args = p.parse_args(argv)
     if args.quick:
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"simulating {cfg.stores} stores x {cfg.skus} SKUs x {days:g} days")
     sim = generate(cfg)
     have_quix = importlib.util.find_spec("quixstreams") is not None
-    configs = ["raw", "bytewax", "ds1", "ds1py", "ds2", "ds1nv", "cpu"] + (["quix"] if have_quix else [])
+    configs = ["raw", "bytewax", "ds1", "ds1py", "ds2", "pair", "ds1nv", "cpu"] + (["quix"] if have_quix else [])
     if args.only:
         configs = [c for c in configs if c in args.only.split(",")]
     results: dict[str, list[Run]] = defaultdict(list)
@@ -317,8 +320,15 @@ def main(argv: list[str] | None = None) -> int:
                     delete_topics(bs, [out])  # the broker keeps everything in memory
             redis_url = None if name == "ds1nv" else redis_server.url
             env = None if name == "ds1py" else compiled
-            delete_topics(bs, topics.outputs().values())  # each run writes to empty topics, as the passthroughs do
+            delete_topics(bs, [*topics.outputs().values(), *PAIR_OUTPUTS])  # each run writes to empty topics
             create_topics(bs, topics.outputs().values())
+            if name == "pair":
+                create_topics(bs, PAIR_OUTPUTS)
+                other = [*pair_args(), "--redis-url", redis_server.url.rsplit("/", 1)[0] + "/1"]
+                cmds = demandsense_cmds(bs, redis_url, 1) + demandsense_cmds(bs, None, 1, other)
+                r = run_procs(cmds, env=env, services=services)
+                r.inner = {}  # two readers: one job's first-to-last span is not the pair's
+                return r
             return run_procs(demandsense_cmds(bs, redis_url, 2 if name == "ds2" else 1), env=env, services=services)
 
         for rep in range(args.repeats):
@@ -351,6 +361,7 @@ LABELS = {
     "ds1": "demandsense (1 proc)",
     "ds1py": "demandsense (1 proc, pure Python)",
     "ds2": "demandsense (2 procs)",
+    "pair": "2 demandsense jobs at once (1 proc each)",
     "ds1nv": "demandsense (1 proc, no Redis views)",
     "bytewax": "Bytewax passthrough",
     "quix": "Quix passthrough",
@@ -358,9 +369,24 @@ LABELS = {
 }
 
 
+PAIR_OUTPUTS = ("bench.pair.alerts", "bench.pair.triggers", "bench.pair.dead-letter")
+
+
+def pair_args() -> list[str]:
+    """The second job of ``pair``: its own consumer group and output topics (its own Redis database is added)."""
+    alerts, triggers, dead = PAIR_OUTPUTS
+    return ["--group-id", "bench-pair", "--alerts-topic", alerts, "--triggers-topic", triggers,
+            "--dead-letter-topic", dead]  # fmt: skip
+
+
 def end_to_end(runs: list[Run], total: int) -> list[float]:
-    """Events/s of each run, from start to exit."""
+    """Events/s of each run, from start to exit (``total`` is what the run's processes read between them)."""
     return [total / r.wall_s for r in runs]
+
+
+def records(name: str, total: int) -> int:
+    """Input records a run of configuration ``name`` reads: ``pair`` reads the input twice."""
+    return 2 * total if name == "pair" else total
 
 
 def first_to_last(runs: list[Run]) -> list[float]:
@@ -377,7 +403,7 @@ def machine_scaling(results: dict[str, list[Run]]) -> float | None:
 
 def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
     def rate(name: str) -> float:
-        return median(end_to_end(results.get(name, []), total))
+        return median(end_to_end(results.get(name, []), records(name, total)))
 
     def steady(name: str) -> float | None:
         """Median first-to-last-record rate, where the runs measured it."""
@@ -385,19 +411,20 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         return median(rates) if rates else None
 
     rows = []
-    for name in ("ds1", "ds1py", "ds2", "ds1nv", "bytewax", "quix", "raw"):
+    for name in ("ds1", "ds1py", "ds2", "pair", "ds1nv", "bytewax", "quix", "raw"):
         runs = results.get(name)
         if not runs:
             continue
-        rates = end_to_end(runs, total)
+        n = records(name, total)
+        rates = end_to_end(runs, n)
         inside = steady(name)
         rows.append([
             LABELS[name],
             fmt_rate(rate(name)),
             " / ".join(f"{x:,.0f}" for x in rates),
             f"{median([r.wall_s for r in runs]):.2f}",
-            f"{median([r.cpu_s for r in runs]) / total * 1e6:.1f}",
-            f"{median([r.services_cpu_s for r in runs]) / total * 1e6:.1f}",
+            f"{median([r.cpu_s for r in runs]) / n * 1e6:.1f}",
+            f"{median([r.services_cpu_s for r in runs]) / n * 1e6:.1f}",
             f"{median([(r.cpu_s + r.services_cpu_s) / r.wall_s for r in runs]):.2f}",
             f"{median([r.peak_rss_mb for r in runs]):.0f}",
             fmt_rate(inside) if inside else "",
@@ -418,10 +445,15 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         if results.get("ds2") and results.get("ds1"):
             share = rate("ds2") / rate("ds1") / ceiling
             ratios.append(["demandsense 2 procs / 1 proc, as a share of that ceiling", f"{share:.0%}", "", ""])
-    if results.get("ds2") and results.get("ds1"):  # the spread the medians hide on a noisy machine
-        each = [one.wall_s / two.wall_s for one, two in zip(results["ds1"], results["ds2"], strict=True)]
-        ratios.append(["demandsense 2 procs / 1 proc, each repeat's runs", " / ".join(f"{x:.2f}x" for x in each),
-                       "", ""])  # fmt: skip
+    if results.get("ds2") and results.get("pair"):
+        ratios.append(["demandsense 2 procs / 2 jobs at once (as a share of this job's ceiling)",
+                       f"{rate('ds2') / rate('pair'):.0%}", "", ""])  # fmt: skip
+    if results.get("ds1"):  # the spread the medians hide on a noisy machine
+        for name, label in (("ds2", "demandsense 2 procs"), ("pair", "2 jobs at once")):
+            if results.get(name):
+                each = [(records(name, total) / other.wall_s) / (total / one.wall_s)
+                        for one, other in zip(results["ds1"], results[name], strict=True)]  # fmt: skip
+                ratios.append([f"{label} / 1 proc, each repeat's runs", " / ".join(f"{x:.2f}x" for x in each), "", ""])
     fixed = f"demandsense start-up and shutdown over empty topics takes {startup:.2f} s of each run"
     if results.get("ds1"):  # --only may have left it out
         net = total / (median([r.wall_s for r in results["ds1"]]) - startup)
@@ -462,7 +494,10 @@ def render(results, total, counts, cfg, args, startup, prof_wall, raw) -> str:
         "stores of every process, from its final log lines): it leaves out start-up and shutdown (and, for Quix, "
         "the group join). The goals are judged end to end. The CPU-bound Python ratio times `CPU_WORK` "
         "(bench/throughput.py) as one process and as two at once, back to back in each repeat: the work per "
-        "second two processes get from this machine's cores against one's.",
+        "second two processes get from this machine's cores against one's. '2 jobs at once' runs two independent "
+        "single-process jobs side by side, each reading all the input (its events/s counts both jobs' records): "
+        "two processes of this very job with nothing shared between them, which no cluster of it can beat by "
+        "much (the pair's broker serves the input twice, a cluster's once).",
     ]
     if raw is not None:
         n, spots = hot_spots(raw)
@@ -496,17 +531,17 @@ def plot(results: dict[str, list[Run]], total: int, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in ("ds1", "ds1nv", "ds2", "ds1py", "bytewax", "quix", "raw") if results.get(n)]
+    names = [n for n in ("ds1", "ds1nv", "ds2", "pair", "ds1py", "bytewax", "quix", "raw") if results.get(n)]
     base = median(end_to_end(results.get("bytewax", []), total))  # NaN if the passthrough did not run
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.4))
     for y, name in enumerate(names):
-        runs, inside = end_to_end(results[name], total), first_to_last(results[name])
+        runs, inside = end_to_end(results[name], records(name, total)), first_to_last(results[name])
         ax.barh(y, median(runs), color="C0" if name.startswith("ds") else "C7", alpha=0.8)
         ax.plot(runs, [y] * len(runs), "k.", ms=4)
         if inside:
             ax.plot([median(inside)], [y], "|", color="k", ms=14, mew=1.5)
         label = f" {median(runs):,.0f}/s" + ("" if math.isnan(base) else f", {median(runs) / base:.2f}x passthrough")
-        if name == "ds2" and results.get("ds1"):
+        if name in ("ds2", "pair") and results.get("ds1"):
             label += f", {median(runs) / median(end_to_end(results['ds1'], total)):.2f}x 1 proc"
             ceiling = machine_scaling(results)
             label += "" if ceiling is None else f"\n (machine ceiling {ceiling:.2f}x)"  # one line ran off the plot
@@ -534,6 +569,7 @@ RATIOS = (  # label, numerator, denominator, goal (0: none)
     ("demandsense compiled / pure Python (1 proc)", "ds1", "ds1py", 0.0),
     ("demandsense (1 proc, no Redis views) / Bytewax passthrough", "ds1nv", "bytewax", 0.0),
     ("demandsense 2 procs / 1 proc", "ds2", "ds1", 1.6),
+    ("2 demandsense jobs at once / 1 proc (the ceiling for 2 processes of this job)", "pair", "ds1", 0.0),
     ("raw consumer + fastavro / Bytewax passthrough", "raw", "bytewax", 0.0),
     ("Quix passthrough / Bytewax passthrough", "quix", "bytewax", 0.0),
 )
