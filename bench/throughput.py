@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 r = one(name)
                 results[name].append(r)
-                say(f"[{rep + 1}/{args.repeats}] {LABELS[name]:<22} {total / r.wall_s:>10,.0f} events/s "
+                say(f"[{rep + 1}/{args.repeats}] {LABELS[name]:<22} {records(name, total) / r.wall_s:>10,.0f} events/s "
                     f"(wall {r.wall_s:.2f} s, cpu {r.cpu_s:.1f} s, peak RSS {r.peak_rss_mb:.0f} MB)")  # fmt: skip
 
         prof_wall, raw = (float("nan"), None)
