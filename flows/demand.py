@@ -33,6 +33,7 @@ from bytewax.run import cli_main
 from demandsense import metrics
 from demandsense.errors import ConfigError
 from demandsense.serde import Codec, JsonCodec, make_codec
+from demandsense.threadstate import keep_thread_state
 from demandsense.validate import dead_letter, read_event, read_records
 from flows import sources
 from flows.sinks import ConsoleSink, JsonlSink, KafkaSink, OnWriter, Out, check_producer
@@ -651,6 +652,7 @@ def _builder_for(policy: Policy, decoder: Decoder, views: ViewsPace | None, reco
     """Builder of each store's logic: resumes from its pickled snapshot, or starts empty."""
 
     def build(resume: bytes | None) -> SenseLogic:
+        keep_thread_state()  # on the worker that holds this store
         if not resume:
             return SenseLogic(StoreState(""), policy, decoder, views, recovery=recovery)
         state = pickle.loads(resume)

@@ -30,6 +30,7 @@ from demandsense import metrics, server, signals
 from demandsense.errors import ConfigError, ServiceUnavailable
 from demandsense.serde import parsed_schema
 from demandsense.settings import librdkafka_overrides
+from demandsense.threadstate import keep_thread_state
 
 log = logging.getLogger("demandsense.sources")
 
@@ -429,6 +430,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch | Control, dict[str, int]]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: dict[str, int] | None) -> _KafkaReader:
         signals.STARTED.set()
+        keep_thread_state()  # this worker reads and routes every record
         consumer = Consumer(self._config)
         try:
             meta = _metadata(consumer, self._config)
