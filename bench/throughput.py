@@ -540,11 +540,14 @@ def plot(results: dict[str, list[Run]], total: int, path: Path) -> None:
         ax.plot(runs, [y] * len(runs), "k.", ms=4)
         if inside:
             ax.plot([median(inside)], [y], "|", color="k", ms=14, mew=1.5)
-        label = f" {median(runs):,.0f}/s" + ("" if math.isnan(base) else f", {median(runs) / base:.2f}x passthrough")
+        label = f" {median(runs):,.0f}/s"
+        if name != "pair" and not math.isnan(base):  # the pair is two jobs: against one process only
+            label += f", {median(runs) / base:.2f}x passthrough"
         if name in ("ds2", "pair") and results.get("ds1"):
             label += f", {median(runs) / median(end_to_end(results['ds1'], total)):.2f}x 1 proc"
-            ceiling = machine_scaling(results)
-            label += "" if ceiling is None else f"\n (machine ceiling {ceiling:.2f}x)"  # one line ran off the plot
+        ceiling = machine_scaling(results)
+        if name == "ds2" and ceiling is not None:
+            label += f"\n (CPU-bound loop's ceiling {ceiling:.2f}x)"  # one line ran off the plot
         ax.annotate(label, (max(runs + inside), y), va="center", fontsize=8)
     if not math.isnan(base):
         ax.axvline(base, color="C3", ls="--", lw=1, label="Bytewax passthrough (1.0x)")
