@@ -533,6 +533,7 @@ def plot(results: dict[str, list[Run]], total: int, path: Path) -> None:
 
     names = [n for n in ("ds1", "ds1nv", "ds2", "pair", "ds1py", "bytewax", "quix", "raw") if results.get(n)]
     base = median(end_to_end(results.get("bytewax", []), total))  # NaN if the passthrough did not run
+    ceiling = machine_scaling(results)
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.4))
     for y, name in enumerate(names):
         runs, inside = end_to_end(results[name], records(name, total)), first_to_last(results[name])
@@ -545,7 +546,6 @@ def plot(results: dict[str, list[Run]], total: int, path: Path) -> None:
             label += f", {median(runs) / base:.2f}x passthrough"
         if name in ("ds2", "pair") and results.get("ds1"):
             label += f", {median(runs) / median(end_to_end(results['ds1'], total)):.2f}x 1 proc"
-        ceiling = machine_scaling(results)
         if name == "ds2" and ceiling is not None:
             label += f"\n (CPU-bound loop's ceiling {ceiling:.2f}x)"  # one line ran off the plot
         ax.annotate(label, (max(runs + inside), y), va="center", fontsize=8)
